@@ -1,0 +1,323 @@
+"""Dispatch: the online half of scheduling, as a state machine over plain data.
+
+Input: a :class:`~pytest_isolate.plan.Plan`, the tests' claims and the capacity table; then
+events: workers joining and leaving, tests completing. Output: :class:`Send` and
+:class:`Shutdown` actions for the adapter to carry out.
+
+The worker model is xdist's: a worker runs the test at the head of its queue only once another
+test (or a shutdown) is queued behind it, because pytest needs ``nextitem`` for teardown. So
+the last queued test of a worker is *parked*: it cannot start until we send more. Every other
+queued test is *released*: it may be running now or start at any moment. The invariants hold
+over released tests:
+
+- a counted resource has at most its capacity of released holders;
+- a released ``serial`` test is the only released work outside its own worker's queue, and
+  while a serial test waits parked for the others to drain, nothing new is released elsewhere;
+- a domain never leaves its worker, so conflicting claims never overlap.
+
+A test is released by sending another test after it, or by a shutdown: both are checked.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .claims import TestClaims
+from .plan import Plan
+
+#: How many queued units of another worker's plan a dry worker looks through for one it can
+#: start now, before it takes the last one anyway.
+_SCAN = 64
+
+
+@dataclass(frozen=True)
+class Send:
+    worker: str
+    tests: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    worker: str
+
+
+Action = Send | Shutdown
+
+
+@dataclass
+class _Worker:
+    name: str
+    slot: int
+    pending: deque[int] = field(default_factory=deque)
+    shutdown: bool = False
+    released_estimate: float = 0.0
+    serial_pending: int = 0
+    bound: list[int] = field(default_factory=list)  # units with unsent tests, in bind order
+
+    @property
+    def released(self) -> int:
+        if self.shutdown:
+            return len(self.pending)
+        return max(0, len(self.pending) - 1)
+
+    @property
+    def parked(self) -> int | None:
+        if self.shutdown or not self.pending:
+            return None
+        return self.pending[-1]
+
+
+class Dispatcher:
+    """Decides what each worker runs next; see the module docstring for the invariants."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        claims: Sequence[TestClaims],
+        estimates: Sequence[float],
+        capacity: Mapping[str, int],
+        max_depth: int = 16,
+        buffer_seconds: float = 0.05,
+    ) -> None:
+        self._claims = claims
+        self._estimates = estimates
+        self._capacity = capacity
+        self._max_depth = max(2, max_depth)
+        self._buffer = buffer_seconds
+        self._units = plan.units
+        self._remaining: list[deque[int]] = [deque(unit.tests) for unit in plan.units]
+        self._unit_of: dict[int, int] = {
+            test: index for index, unit in enumerate(plan.units) for test in unit.tests
+        }
+        # Planned queues by slot; a slot with no live worker is an orphan others steal from.
+        self._queues: list[deque[int]] = [deque() for _ in plan.queues]
+        self._queue_load: list[float] = [0.0 for _ in plan.queues]
+        self._queued: dict[int, tuple[int, float]] = {}  # unit -> (slot, estimate)
+        for slot, queue in enumerate(plan.queues):
+            for unit in queue:
+                self._enqueue(slot, unit, front=False)
+        self._workers: dict[str, _Worker] = {}
+        self._holders: dict[str, int] = {name: 0 for name in capacity}
+        self._total = len(self._unit_of)
+        self._done = 0
+
+    # -- events -------------------------------------------------------------------------
+
+    def add_worker(self, name: str) -> int:
+        """Register a worker; it takes the lowest free slot (a crashed worker's, say)."""
+        taken = {worker.slot for worker in self._workers.values()}
+        slot = next(s for s in range(len(taken) + 1) if s not in taken)
+        while slot >= len(self._queues):
+            self._queues.append(deque())
+            self._queue_load.append(0.0)
+        self._workers[name] = _Worker(name, slot)
+        return slot
+
+    def complete(self, name: str, test: int) -> None:
+        worker = self._workers[name]
+        if not worker.pending or worker.pending[0] != test:
+            raise ValueError(f"{name} completed test {test}, expected {list(worker.pending)[:1]}")
+        self._unrelease(worker, worker.pending.popleft())
+        worker.serial_pending -= self._claims[test].serial
+        self._done += 1
+
+    def remove_worker(self, name: str) -> int | None:
+        """Forget a worker. Returns the test it was running, if any; the rest is requeued.
+
+        The crashed test counts as done: xdist reports it as failed.
+        """
+        worker = self._workers.pop(name)
+        crashed = worker.pending[0] if worker.released else None
+        for test in list(worker.pending)[: worker.released]:
+            self._unrelease(worker, test)
+        requeue = [test for test in worker.pending if test != crashed]
+        # In-flight tests go back in front of their units' unsent ones, in collection order,
+        # and the units go to the front of the slot's queue for a replacement (or a thief).
+        touched = dict.fromkeys(self._unit_of[test] for test in requeue)
+        touched.update(dict.fromkeys(worker.bound))
+        for unit in reversed(list(touched)):
+            tests = [test for test in requeue if self._unit_of[test] == unit]
+            self._remaining[unit].extendleft(reversed(tests))
+            if self._remaining[unit]:
+                self._enqueue(worker.slot, unit, front=True)
+        if crashed is not None:
+            self._done += 1
+        return crashed
+
+    def retry(self, test: int) -> None:
+        """Run a finished (crashed) test again, first in its unit; for rerun plugins."""
+        unit = self._unit_of[test]
+        self._remaining[unit].appendleft(test)
+        self._done -= 1
+        if unit in self._queued:
+            slot, estimate = self._queued[unit]
+            self._queued[unit] = (slot, estimate + self._estimates[test])
+            self._queue_load[slot] += self._estimates[test]
+        elif not any(unit in worker.bound for worker in self._workers.values()):
+            live = {worker.slot for worker in self._workers.values()}
+            slot = next((s for s in range(len(self._queues)) if s not in live), 0)
+            self._enqueue(slot, unit, front=True)
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self._done >= self._total
+
+    def pending_of(self, name: str) -> tuple[int, ...]:
+        return tuple(self._workers[name].pending)
+
+    def slot_of(self, name: str) -> int:
+        return self._workers[name].slot
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def dispatch(self) -> list[Action]:
+        """Top every worker up as far as the invariants allow."""
+        actions: list[Action] = []
+        for worker in sorted(self._workers.values(), key=lambda w: w.slot):
+            self._top_up(worker, actions)
+        return actions
+
+    def _top_up(self, worker: _Worker, actions: list[Action]) -> None:
+        sent: list[int] = []
+        while not worker.shutdown:
+            parked = worker.parked
+            if parked is not None and not (
+                self._wants_more(worker) and self._can_release(parked, worker)
+            ):
+                break
+            test = self._pick(worker)
+            if test is None:
+                # Nothing is left anywhere: the shutdown lets the parked test run.
+                self._shutdown(worker, sent, actions)
+                break
+            self._send(worker, test, sent)
+        if sent:
+            actions.append(Send(worker.name, tuple(sent)))
+
+    def _wants_more(self, worker: _Worker) -> bool:
+        # Two released tests keep a worker busy while the controller answers; more only help
+        # when tests are short compared with that round trip.
+        if worker.released < 2:
+            return True
+        return worker.released < self._max_depth and worker.released_estimate < self._buffer
+
+    def _send(self, worker: _Worker, test: int, sent: list[int]) -> None:
+        parked = worker.parked
+        if parked is not None:
+            self._release(worker, parked)
+        worker.pending.append(test)
+        worker.serial_pending += self._claims[test].serial
+        sent.append(test)
+
+    def _shutdown(self, worker: _Worker, sent: list[int], actions: list[Action]) -> None:
+        parked = worker.parked
+        if parked is not None:
+            if not self._can_release(parked, worker):
+                return
+            self._release(worker, parked)
+        worker.shutdown = True
+        if sent:
+            actions.append(Send(worker.name, tuple(sent)))
+            sent.clear()
+        actions.append(Shutdown(worker.name))
+
+    def _release(self, worker: _Worker, test: int) -> None:
+        for name in self._claims[test].counted:
+            self._holders[name] += 1
+        worker.released_estimate += self._estimates[test]
+
+    def _unrelease(self, worker: _Worker, test: int) -> None:
+        for name in self._claims[test].counted:
+            self._holders[name] -= 1
+        worker.released_estimate = max(0.0, worker.released_estimate - self._estimates[test])
+
+    def _can_release(self, test: int, worker: _Worker) -> bool:
+        claims = self._claims[test]
+        for name in claims.counted:
+            if self._holders[name] >= self._capacity[name]:
+                return False
+        others = [w for w in self._workers.values() if w is not worker]
+        if claims.serial:
+            return all(other.released == 0 for other in others)
+        # A serial test elsewhere is running, or waiting for the others to drain.
+        return not any(other.serial_pending for other in others)
+
+    # -- choosing the next test ----------------------------------------------------------
+
+    def _pick(self, worker: _Worker) -> int | None:
+        """The next test for ``worker``: its bound units, then its queue, then stolen work.
+
+        A test that could start now is preferred over one waiting on a counted resource or a
+        serial barrier, so a worker does not idle on a lock while other work is ready.
+        """
+        worker.bound = [unit for unit in worker.bound if self._remaining[unit]]
+        unit = next((u for u in self._candidates(worker) if u is not None), None)
+        if unit is None:
+            return None
+        if unit not in worker.bound:
+            worker.bound.append(unit)
+        return self._remaining[unit].popleft()
+
+    def _candidates(self, worker: _Worker) -> Iterator[int | None]:
+        """Units to take from, best first; evaluated lazily, each may take a unit."""
+        yield self._first_ready(worker.bound, worker)
+        yield self._take_ready(worker.slot, worker, front=True)
+        yield self._steal(worker, ready_only=True)
+        yield worker.bound[0] if worker.bound else None
+        yield self._take_any(worker.slot, front=True)
+        yield self._steal(worker, ready_only=False)
+
+    def _ready(self, unit: int, worker: _Worker) -> bool:
+        return self._can_release(self._remaining[unit][0], worker)
+
+    def _first_ready(self, units: Sequence[int], worker: _Worker) -> int | None:
+        return next((unit for unit in units if self._ready(unit, worker)), None)
+
+    def _enqueue(self, slot: int, unit: int, front: bool) -> None:
+        estimate = sum(self._estimates[test] for test in self._remaining[unit])
+        self._queued[unit] = (slot, estimate)
+        self._queue_load[slot] += estimate
+        if front:
+            self._queues[slot].appendleft(unit)
+        else:
+            self._queues[slot].append(unit)
+
+    def _dequeued(self, slot: int, unit: int) -> int:
+        self._queue_load[slot] -= self._queued.pop(unit)[1]
+        return unit
+
+    def _take_ready(self, slot: int, worker: _Worker, front: bool) -> int | None:
+        queue = self._queues[slot]
+        size = len(queue)
+        order = range(min(_SCAN, size)) if front else range(size - 1, max(-1, size - 1 - _SCAN), -1)
+        for position in order:
+            unit = queue[position]
+            if self._ready(unit, worker):
+                del queue[position]
+                return self._dequeued(slot, unit)
+        return None
+
+    def _take_any(self, slot: int, front: bool) -> int | None:
+        queue = self._queues[slot]
+        if not queue:
+            return None
+        return self._dequeued(slot, queue.popleft() if front else queue.pop())
+
+    def _steal(self, worker: _Worker, ready_only: bool) -> int | None:
+        """Take from the back (the shortest units) of the queue with the most planned work."""
+        by_load = sorted(
+            (slot for slot in range(len(self._queues)) if slot != worker.slot),
+            key=lambda slot: (-self._queue_load[slot], slot),
+        )
+        for slot in by_load:
+            if ready_only:
+                unit = self._take_ready(slot, worker, front=False)
+            else:
+                unit = self._take_any(slot, front=False)
+            if unit is not None:
+                return unit
+        return None

@@ -1,0 +1,62 @@
+"""Durations: what earlier runs measured, and recording this run's measurements.
+
+Sources, later ones winning: pytest's cache (``isolate/durations``, written by every run), then
+the JSON file given by ``--isolate-durations`` (pytest-split's ``{nodeid: seconds}`` format), so
+a file committed for CI shards gives every machine the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+CACHE_KEY = "isolate/durations"
+
+
+def read_file(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"--isolate-durations {path}: cannot read it: {exc}") from exc
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) for k, v in data.items()
+    ):
+        raise pytest.UsageError(
+            f"--isolate-durations {path}: expected a JSON object of {{nodeid: seconds}}"
+        )
+    return {k: float(v) for k, v in data.items()}
+
+
+def durations_path(config: pytest.Config) -> Path | None:
+    raw = config.getoption("isolate_durations") or config.getini("isolate_durations")
+    if not raw:
+        return None
+    path = Path(raw)
+    return path if path.is_absolute() else config.rootpath / path
+
+
+def load(config: pytest.Config) -> dict[str, float]:
+    recorded: dict[str, float] = {}
+    if config.cache is not None:
+        cached = config.cache.get(CACHE_KEY, {})
+        if isinstance(cached, dict):
+            recorded.update((k, float(v)) for k, v in cached.items() if isinstance(v, (int, float)))
+    path = durations_path(config)
+    if path is not None:
+        recorded.update(read_file(path))
+    return recorded
+
+
+def store(config: pytest.Config, measured: Mapping[str, float]) -> None:
+    """Merge this run's measurements into the cache; tests not run keep their history."""
+    if config.cache is None or not measured:
+        return
+    cached = config.cache.get(CACHE_KEY, {})
+    merged = dict(cached) if isinstance(cached, dict) else {}
+    merged.update((k, round(v, 6)) for k, v in measured.items())
+    config.cache.set(CACHE_KEY, merged)

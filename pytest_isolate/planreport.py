@@ -1,0 +1,59 @@
+"""Plan report: the text ``--isolate-plan`` prints.
+
+Input: a :class:`~pytest_isolate.plan.Plan`, the node ids, claims and estimates.
+Output: lines of text. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .claims import TestClaims
+from .plan import Plan
+
+
+def _describe(claims: Sequence[TestClaims], unit_tests: Sequence[int]) -> str:
+    names: set[str] = set()
+    for index in unit_tests:
+        test = claims[index]
+        for claim in test.claims:
+            prefix = "" if claim.kind == "name" else f"{claim.kind}:"
+            shared = " (shared)" if claim.mode == "shared" else ""
+            names.add(f"{prefix}{claim.key}{shared}")
+        names.update(f"{name} (counted)" for name in test.counted)
+        if test.serial:
+            names.add("serial")
+    return ", ".join(sorted(names)) or "free"
+
+
+def format_plan(
+    plan: Plan,
+    nodeids: Sequence[str],
+    claims: Sequence[TestClaims],
+    estimates: Sequence[float],
+    recorded: int,
+) -> list[str]:
+    workers = len(plan.queues)
+    free = sum(1 for unit in plan.units if len(unit.tests) == 1)
+    lines = [
+        f"pytest-isolate plan: {len(nodeids)} tests, {len(plan.units) - free} domains "
+        f"and {free} free tests, {recorded} with recorded durations, {workers} worker(s)",
+        "",
+        "domains (priority order):",
+    ]
+    for number, unit in enumerate(plan.units, 1):
+        lines.append(
+            f"  [{number}] {unit.estimate:.3f}s  {len(unit.tests)} test(s)  "
+            f"{_describe(claims, unit.tests)}"
+        )
+        for index in unit.tests:
+            lines.append(f"      {estimates[index]:.3f}s  {nodeids[index]}")
+    lines += ["", "schedule:"]
+    for slot, queue in enumerate(plan.queues):
+        order = " ".join(f"[{position + 1}]" for position in queue) or "-"
+        lines.append(f"  worker {slot}: {plan.loads[slot]:.3f}s  {order}")
+    lines.append(
+        f"estimated makespan {plan.makespan:.3f}s, lower bound {plan.lower_bound():.3f}s, "
+        f"total work {plan.total:.3f}s"
+    )
+    return lines
