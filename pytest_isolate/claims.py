@@ -93,11 +93,13 @@ def normalize_dir(raw: str, rootdir: str) -> str:
     if not raw:
         raise DeclarationError("'dir:' needs a path, for example 'dir:build/cache'")
     path = raw if os.path.isabs(raw) else os.path.join(rootdir, raw)
-    return posixpath.normpath(path.replace(os.sep, "/"))
+    normalized = posixpath.normpath(path.replace(os.sep, "/"))
+    # POSIX lets "//x" differ from "/x"; on the systems we run on they are one directory.
+    return "/" + normalized.lstrip("/") if normalized.startswith("//") else normalized
 
 
 def parse_port(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 65535:
         raise DeclarationError(f"'port:{raw}' is not a port number (1-65535)")
     return int(raw)
 

@@ -13,7 +13,9 @@ over released tests:
 - a counted resource has at most its capacity of released holders;
 - a released ``serial`` test is the only released work outside its own worker's queue, and
   while a serial test waits parked for the others to drain, nothing new is released elsewhere;
-- a domain never leaves its worker, so conflicting claims never overlap.
+- a domain never leaves its worker, so conflicting claims never overlap;
+- a test holding a counted resource or ``serial`` is released only when it would start at
+  once, so it never holds units or the barrier while it waits in a queue.
 
 A test is released by sending another test after it, or by a shutdown: both are checked.
 """
@@ -177,11 +179,15 @@ class Dispatcher:
     def dispatch(self) -> list[Action]:
         """Top every worker up as far as the invariants allow."""
         actions: list[Action] = []
-        for worker in sorted(self._workers.values(), key=lambda w: w.slot):
-            self._top_up(worker, actions)
+        workers = sorted(self._workers.values(), key=lambda w: w.slot)
+        # Every worker takes its own planned work before any worker may steal, so a worker
+        # early in the loop cannot take what the plan gave a neighbour that has not started.
+        for steal in (False, True):
+            for worker in workers:
+                self._top_up(worker, actions, steal)
         return actions
 
-    def _top_up(self, worker: _Worker, actions: list[Action]) -> None:
+    def _top_up(self, worker: _Worker, actions: list[Action], steal: bool) -> None:
         sent: list[int] = []
         while not worker.shutdown:
             parked = worker.parked
@@ -189,11 +195,12 @@ class Dispatcher:
                 self._wants_more(worker) and self._can_release(parked, worker)
             ):
                 break
-            test = self._pick(worker)
+            test = self._pick(worker, steal)
             if test is None:
-                # Nothing is left anywhere: the shutdown lets the parked test run.
-                self._shutdown(worker, sent, actions)
-                break
+                if not self._queued:
+                    # Nothing is left anywhere: the shutdown lets the parked test run.
+                    self._shutdown(worker, sent, actions)
+                break  # else it steals once it runs dry
             self._send(worker, test, sent)
         if sent:
             actions.append(Send(worker.name, tuple(sent)))
@@ -237,6 +244,10 @@ class Dispatcher:
 
     def _can_release(self, test: int, worker: _Worker) -> bool:
         claims = self._claims[test]
+        if (claims.counted or claims.serial) and worker.released:
+            # It would wait behind the worker's running test while holding its units or its
+            # barrier; release it when it can start at once instead.
+            return False
         for name in claims.counted:
             if self._holders[name] >= self._capacity[name]:
                 return False
@@ -248,28 +259,35 @@ class Dispatcher:
 
     # -- choosing the next test ----------------------------------------------------------
 
-    def _pick(self, worker: _Worker) -> int | None:
+    def _pick(self, worker: _Worker, steal: bool) -> int | None:
         """The next test for ``worker``: its bound units, then its queue, then stolen work.
 
         A test that could start now is preferred over one waiting on a counted resource or a
         serial barrier, so a worker does not idle on a lock while other work is ready.
         """
         worker.bound = [unit for unit in worker.bound if self._remaining[unit]]
-        unit = next((u for u in self._candidates(worker) if u is not None), None)
+        unit = next((u for u in self._candidates(worker, steal) if u is not None), None)
         if unit is None:
             return None
         if unit not in worker.bound:
             worker.bound.append(unit)
         return self._remaining[unit].popleft()
 
-    def _candidates(self, worker: _Worker) -> Iterator[int | None]:
-        """Units to take from, best first; evaluated lazily, each may take a unit."""
+    def _candidates(self, worker: _Worker, steal: bool) -> Iterator[int | None]:
+        """Units to take from, best first; evaluated lazily, each may take a unit.
+
+        Stealing waits until the worker would otherwise run dry (nothing released), so a
+        worker topping up its queue does not take what the plan gave a busy neighbour.
+        """
+        dry = steal and worker.released == 0
         yield self._first_ready(worker.bound, worker)
         yield self._take_ready(worker.slot, worker, front=True)
-        yield self._steal(worker, ready_only=True)
+        if dry:
+            yield self._steal(worker, ready_only=True)
         yield worker.bound[0] if worker.bound else None
         yield self._take_any(worker.slot, front=True)
-        yield self._steal(worker, ready_only=False)
+        if dry:
+            yield self._steal(worker, ready_only=False)
 
     def _ready(self, unit: int, worker: _Worker) -> bool:
         return self._can_release(self._remaining[unit][0], worker)

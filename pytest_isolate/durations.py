@@ -42,8 +42,9 @@ def durations_path(config: pytest.Config) -> Path | None:
 
 def load(config: pytest.Config) -> dict[str, float]:
     recorded: dict[str, float] = {}
-    if config.cache is not None:
-        cached = config.cache.get(CACHE_KEY, {})
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        cached = cache.get(CACHE_KEY, {})
         if isinstance(cached, dict):
             recorded.update((k, float(v)) for k, v in cached.items() if isinstance(v, (int, float)))
     path = durations_path(config)
@@ -54,9 +55,10 @@ def load(config: pytest.Config) -> dict[str, float]:
 
 def store(config: pytest.Config, measured: Mapping[str, float]) -> None:
     """Merge this run's measurements into the cache; tests not run keep their history."""
-    if config.cache is None or not measured:
+    cache = getattr(config, "cache", None)
+    if cache is None or not measured:
         return
-    cached = config.cache.get(CACHE_KEY, {})
+    cached = cache.get(CACHE_KEY, {})
     merged = dict(cached) if isinstance(cached, dict) else {}
     merged.update((k, round(v, 6)) for k, v in measured.items())
-    config.cache.set(CACHE_KEY, merged)
+    cache.set(CACHE_KEY, merged)

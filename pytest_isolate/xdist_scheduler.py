@@ -14,7 +14,12 @@ from collections.abc import Mapping, Sequence
 import execnet
 import pytest
 from xdist.remote import Producer
-from xdist.workermanage import WorkerController, parse_tx_spec_config
+from xdist.workermanage import WorkerController
+
+try:
+    from xdist.workermanage import parse_tx_spec_config
+except ImportError:  # pytest-xdist < 3.7
+    from xdist.workermanage import parse_spec_config as parse_tx_spec_config
 
 from . import transport, wire
 from .claims import TestClaims
@@ -67,14 +72,11 @@ class IsolateScheduling:
 
     @property
     def has_pending(self) -> bool:
-        if self._dispatcher is None:
-            return any(self._collections.values())
-        return not self._dispatcher.finished
+        # Like xdist's own schedulers: nothing is pending until the plan exists.
+        return self._dispatcher is not None and not self._dispatcher.finished
 
     def add_node(self, node: WorkerController) -> None:
         self._nodes.append(node)
-        if self._dispatcher is not None:
-            self._dispatcher.add_worker(node.gateway.id)
 
     def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
         self._collections[node] = list(collection)
@@ -85,6 +87,9 @@ class IsolateScheduling:
             or self._claims[node] != self._claims[self._nodes[0]]
         ):
             self._abort(f"{node.gateway.id} collected different tests or declarations")
+        if self._dispatcher is not None:
+            # A replacement for a crashed worker: it gets work once its collection matches.
+            self._dispatcher.add_worker(node.gateway.id)
 
     def mark_test_complete(
         self, node: WorkerController, item_index: int, duration: float = 0

@@ -1,0 +1,288 @@
+"""The dispatcher against a simulated xdist: every moment of every run is checked.
+
+The simulated workers follow xdist's rule: a worker starts the head of its queue only when
+another test is queued behind it, or after a shutdown. Any moment where two conflicting tests
+run at once, a counted resource goes over capacity, a serial test shares the machine, a domain
+leaves its worker or its order, a test runs twice or never, or the run stalls, fails the test.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_isolate.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
+from pytest_isolate.dispatch import Dispatcher, Send, Shutdown
+from pytest_isolate.domains import build_domains
+from pytest_isolate.plan import make_plan, make_units
+
+
+@dataclass
+class SimWorker:
+    name: str
+    queue: deque[int] = field(default_factory=deque)
+    shutdown: bool = False
+    running: int | None = None
+
+
+@dataclass
+class Run:
+    started: list[tuple[float, str, int]]  # (time, worker, test) in start order
+    makespan: float
+    crashed: list[int]
+
+
+class Violation(AssertionError):
+    pass
+
+
+def simulate(
+    claims: list[TestClaims],
+    durations: list[float],
+    workers: int,
+    capacity: dict[str, int] | None = None,
+    estimates: list[float] | None = None,
+    max_depth: int = 16,
+    crash_at: int | None = None,
+) -> Run:
+    """Run the dispatcher against simulated xdist workers; raise Violation on any fault.
+
+    ``crash_at``: the worker running the test with this start number dies mid-test and is
+    replaced by a new worker, as xdist does.
+    """
+    capacity = capacity or {}
+    estimates = estimates or durations
+    units = make_units(build_domains(claims), claims, estimates)
+    dispatcher = Dispatcher(
+        make_plan(units, workers), claims, estimates, capacity, max_depth=max_depth
+    )
+    names = itertools.count()
+    sims: dict[str, SimWorker] = {}
+    for _ in range(workers):
+        name = f"gw{next(names)}"
+        sims[name] = SimWorker(name)
+        dispatcher.add_worker(name)
+
+    now = 0.0
+    events: list[tuple[float, int, str, int]] = []
+    sequence = itertools.count()
+    started: list[tuple[float, str, int]] = []
+    running: dict[str, int] = {}
+    crashed: list[int] = []
+    completed: set[int] = set()
+
+    def apply(actions: list[Send | Shutdown]) -> None:
+        for action in actions:
+            sim = sims[action.worker]
+            assert not sim.shutdown, f"{action} sent after shutdown"
+            if isinstance(action, Send):
+                sim.queue.extend(action.tests)
+            else:
+                sim.shutdown = True
+
+    def check_start(name: str, test: int) -> None:
+        mine = claims[test]
+        others = [t for w, t in running.items() if w != name]
+        for other in others:
+            theirs = claims[other]
+            if mine.serial or theirs.serial:
+                raise Violation(f"serial overlap: {test} and {other}")
+            for a in mine.claims:
+                for b in theirs.claims:
+                    if conflicts(a, b):
+                        raise Violation(f"{test} and {other} overlap on {a} / {b}")
+        for resource in mine.counted:
+            holders = sum(1 for t in others if resource in claims[t].counted) + 1
+            if holders > capacity[resource]:
+                raise Violation(f"{resource} held {holders} times > {capacity[resource]}")
+
+    apply(dispatcher.dispatch())
+    while True:
+        for name, sim in sims.items():
+            if name in running or not sim.queue:
+                continue
+            if len(sim.queue) >= 2 or sim.shutdown:
+                test = sim.queue[0]
+                check_start(name, test)
+                running[name] = test
+                started.append((now, name, test))
+                heapq.heappush(events, (now + durations[test], next(sequence), name, test))
+        if not events:
+            break
+        now, _, name, test = heapq.heappop(events)
+        del running[name]
+        sims[name].queue.popleft()
+        if crash_at is not None and len(started) > crash_at and started[crash_at][2] == test:
+            crash_at = None
+            lost = dispatcher.remove_worker(name)
+            assert lost == test, (lost, test)
+            crashed.append(test)
+            del sims[name]
+            replacement = f"gw{next(names)}"
+            sims[replacement] = SimWorker(replacement)
+            dispatcher.add_worker(replacement)
+        else:
+            assert test not in completed, f"test {test} ran twice"
+            completed.add(test)
+            dispatcher.complete(name, test)
+        apply(dispatcher.dispatch())
+
+    ran = [test for _, _, test in started]
+    if sorted(set(ran) - set(crashed)) != sorted(completed) or len(completed) + len(crashed) != len(
+        claims
+    ):
+        stuck = {n: list(s.queue) for n, s in sims.items()}
+        raise Violation(f"stalled: {len(completed)}/{len(claims)} done, queues {stuck}")
+    assert dispatcher.finished
+    for domain in build_domains(claims):
+        runs = [(w, t) for _, w, t in started if t in domain and t not in crashed]
+        order = [t for _, t in runs]
+        assert order == sorted(order), f"domain {domain} ran out of order: {order}"
+        if crash_at is None and not crashed:
+            assert len({w for w, _ in runs}) <= 1, f"domain {domain} split over workers"
+    return Run(started, now, crashed)
+
+
+def exclusive(*names: str) -> TestClaims:
+    return TestClaims(tuple(Claim("name", n, EXCLUSIVE) for n in names))
+
+
+PLAIN = TestClaims()
+
+
+def test_free_tests_spread_over_all_workers() -> None:
+    run = simulate([PLAIN] * 8, [1.0] * 8, workers=4)
+    assert run.makespan == pytest.approx(2.0)
+    assert {w for _, w, _ in run.started} == {"gw0", "gw1", "gw2", "gw3"}
+
+
+def test_no_worker_takes_the_only_unit_planned_for_a_neighbour() -> None:
+    # One domain and two free tests on three workers: all three start at once.
+    claims = [exclusive("build")] * 3 + [PLAIN, PLAIN]
+    run = simulate(claims, [1.0, 1.0, 1.0, 2.0, 2.0], workers=3)
+    assert sorted(when for when, _, t in run.started if t in (0, 3, 4)) == [0.0, 0.0, 0.0]
+    assert run.makespan == pytest.approx(3.0)
+
+
+def test_a_domain_stays_on_one_worker_in_order() -> None:
+    claims = [exclusive("db")] * 4 + [PLAIN] * 4
+    run = simulate(claims, [1.0] * 8, workers=2)
+    assert run.makespan == pytest.approx(4.0)
+    assert len({w for _, w, t in run.started if t < 4}) == 1
+
+
+def test_longest_domains_start_first() -> None:
+    # Four short free tests come first in collection order, the long domain last.
+    claims = [PLAIN] * 4 + [exclusive("slow")] * 2
+    durations = [0.5] * 4 + [3.0, 3.0]
+    run = simulate(claims, durations, workers=2)
+    first = [t for when, _, t in run.started if when == 0.0]
+    assert 4 in first
+    assert run.makespan == pytest.approx(6.0)
+
+
+def test_serial_test_runs_alone() -> None:
+    claims = [PLAIN] * 6 + [TestClaims(serial=True)] + [PLAIN] * 6
+    run = simulate(claims, [1.0] * 13, workers=3)
+    (start,) = [when for when, _, t in run.started if t == 6]
+    assert all(when + 1.0 <= start or when >= start + 1.0 for when, _, t in run.started if t != 6)
+
+
+def test_capacity_is_never_exceeded_and_is_used() -> None:
+    claims = [TestClaims(counted=("gpu",))] * 6
+    run = simulate(claims, [1.0] * 6, workers=4, capacity={"gpu": 2})
+    assert run.makespan == pytest.approx(3.0)
+
+
+def test_worker_does_not_idle_on_a_lock_while_free_work_is_ready() -> None:
+    # Two gpu tests, capacity 1, and free work: the free work fills the wait.
+    claims = [TestClaims(counted=("gpu",))] * 2 + [PLAIN] * 4
+    run = simulate(claims, [2.0, 2.0, 1.0, 1.0, 1.0, 1.0], workers=2, capacity={"gpu": 1})
+    assert run.makespan == pytest.approx(4.0)
+
+
+def test_maxfail_depth_keeps_queues_short() -> None:
+    dispatcher = Dispatcher(
+        make_plan(make_units(build_domains([PLAIN] * 50), [PLAIN] * 50, [0.001] * 50), 2),
+        [PLAIN] * 50,
+        [0.001] * 50,
+        {},
+        max_depth=2,
+    )
+    dispatcher.add_worker("gw0")
+    dispatcher.add_worker("gw1")
+    dispatcher.dispatch()
+    assert len(dispatcher.pending_of("gw0")) == 3  # two released, one parked
+    assert len(dispatcher.pending_of("gw1")) == 3
+
+
+def test_crash_fails_only_the_running_test_and_the_domain_goes_on() -> None:
+    claims = [exclusive("db")] * 5 + [PLAIN] * 3
+    run = simulate(claims, [1.0] * 8, workers=2, crash_at=1)
+    assert len(run.crashed) == 1
+    ran = [t for _, _, t in run.started]
+    assert sorted(set(ran)) == list(range(8))
+
+
+def test_replacement_worker_takes_the_crashed_slot() -> None:
+    dispatcher = Dispatcher(make_plan((), 2), [], [], {})
+    assert dispatcher.add_worker("gw0") == 0
+    assert dispatcher.add_worker("gw1") == 1
+    dispatcher.remove_worker("gw0")
+    assert dispatcher.add_worker("gw2") == 0
+
+
+names = st.sampled_from(["a", "b", "c"])
+dirs = st.sampled_from(["/r/x", "/r/x/y", "/r/z", "/r"])
+claim = st.one_of(
+    st.builds(Claim, st.just("name"), names, st.sampled_from([EXCLUSIVE, SHARED])),
+    st.builds(Claim, st.just("dir"), dirs, st.sampled_from([EXCLUSIVE, SHARED])),
+    st.builds(Claim, st.just("group"), st.sampled_from(["g1", "g2"]), st.just(EXCLUSIVE)),
+)
+test_claims = st.builds(
+    TestClaims,
+    st.lists(claim, max_size=2).map(lambda cs: tuple(sorted(set(cs)))),
+    st.lists(st.sampled_from(["gpu"]), max_size=1).map(tuple),
+    st.sampled_from([False, False, False, False, True]),  # serial now and then
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    suite=st.lists(
+        st.tuples(test_claims, st.floats(0.1, 3.0), st.floats(0.1, 3.0)),
+        min_size=1,
+        max_size=30,
+    ),
+    workers=st.integers(1, 4),
+    gpus=st.integers(1, 2),
+    depth=st.sampled_from([2, 16]),
+)
+def test_no_conflict_ever_overlaps_and_every_test_runs_once(
+    suite: list[tuple[TestClaims, float, float]], workers: int, gpus: int, depth: int
+) -> None:
+    claims = [c for c, _, _ in suite]
+    durations = [d for _, d, _ in suite]
+    estimates = [e for _, _, e in suite]  # deliberately wrong estimates
+    simulate(claims, durations, workers, {"gpu": gpus}, estimates, max_depth=depth)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    suite=st.lists(st.tuples(test_claims, st.floats(0.1, 3.0)), min_size=2, max_size=20),
+    workers=st.integers(2, 4),
+    crash=st.integers(0, 5),
+)
+def test_a_crash_loses_only_the_running_test(
+    suite: list[tuple[TestClaims, float]], workers: int, crash: int
+) -> None:
+    claims = [c for c, _ in suite]
+    durations = [d for _, d in suite]
+    run = simulate(claims, durations, workers, {"gpu": 1}, crash_at=min(crash, len(suite) - 1))
+    assert len(run.crashed) == 1
