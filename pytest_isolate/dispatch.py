@@ -107,10 +107,13 @@ class Dispatcher:
 
     # -- events -------------------------------------------------------------------------
 
-    def add_worker(self, name: str) -> int:
-        """Register a worker; it takes the lowest free slot (a crashed worker's, say)."""
+    def add_worker(self, name: str, slot: int | None = None) -> int:
+        """Register a worker in ``slot``, by default the lowest free one (a crashed worker's)."""
         taken = {worker.slot for worker in self._workers.values()}
-        slot = next(s for s in range(len(taken) + 1) if s not in taken)
+        if slot is None:
+            slot = next(s for s in range(len(taken) + 1) if s not in taken)
+        elif slot in taken:
+            raise ValueError(f"slot {slot} is taken; {name} cannot have it")
         while slot >= len(self._queues):
             self._queues.append(deque())
             self._queue_load.append(0.0)

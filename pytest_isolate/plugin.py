@@ -7,20 +7,22 @@ supplies the scheduler unless ``--dist`` was given.
 
 from __future__ import annotations
 
-import time
+import os
 from collections import defaultdict
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import durations, markers, transport, wire
+from . import database, durations, markers, ports, transport, wire
 from .claims import DeclarationError, parse_capacity
+from .database import WorkerDatabase
 from .plan import plan_collection
 from .planreport import format_plan
+from .ports import PortBlock
+from .worker import IsolateWorker, Provisioner, Settings, new_run_id, release_database
 
 if TYPE_CHECKING:
-    import execnet
     from xdist.remote import Producer
     from xdist.workermanage import WorkerController
 
@@ -54,6 +56,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
         help="default for --isolate-durations",
     )
+    group.addoption(
+        "--isolate-ports-per-worker",
+        metavar="N",
+        default=None,
+        help="size of each worker's port block (default: ini isolate_ports_per_worker, 50)",
+    )
+    parser.addini("isolate_ports_per_worker", default="50", help="size of each port block")
+    group.addoption(
+        "--isolate-db-url",
+        metavar="URL",
+        default=None,
+        help="PostgreSQL server URL: every worker gets its own database there "
+        "(default: ini isolate_db_url, env PYTEST_ISOLATE_DB_URL; else SQLite files)",
+    )
+    parser.addini("isolate_db_url", default="", help="default for --isolate-db-url")
+    group.addoption(
+        "--isolate-db-template",
+        metavar="NAME",
+        default=None,
+        help="clone every worker database from this template database",
+    )
+    group.addoption(
+        "--isolate-keep-db",
+        action="store_true",
+        default=False,
+        help="keep the worker databases at the end instead of dropping them",
+    )
+    parser.addini(
+        "isolate_db_env",
+        default="DATABASE_URL",
+        help="environment variable that gets each worker's database URL",
+    )
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -88,38 +128,106 @@ def pytest_configure(config: pytest.Config) -> None:
         capacity = parse_capacity(config.getini("isolate_capacity"))
     except DeclarationError as exc:
         raise pytest.UsageError(str(exc)) from exc
-    state = IsolateState(config, capacity)
+    settings = read_settings(config)
+    if not _is_worker(config) and settings.db_url and not config.getoption("isolate_plan"):
+        try:
+            database.check_server(settings.db_url)
+        except database.DatabaseError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+    state = IsolateState(config, capacity, settings)
     config.pluginmanager.register(state, "isolate-state")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
 
 
+def read_settings(config: pytest.Config) -> Settings:
+    """Options, ini keys and environment, validated: a fault is a usage error naming it."""
+    raw_size = config.getoption("isolate_ports_per_worker") or config.getini(
+        "isolate_ports_per_worker"
+    )
+    try:
+        size = int(raw_size)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= 10000:
+        raise pytest.UsageError(
+            f"--isolate-ports-per-worker / isolate_ports_per_worker: {raw_size!r} is not a "
+            "whole number from 1 to 10000"
+        )
+    db_url = (
+        config.getoption("isolate_db_url")
+        or config.getini("isolate_db_url")
+        or os.environ.get("PYTEST_ISOLATE_DB_URL")
+        or None
+    )
+    if db_url:
+        try:
+            database.parse_url(db_url)
+        except database.DatabaseError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+    db_env = config.getini("isolate_db_env") or "DATABASE_URL"
+    return Settings(
+        ports_per_worker=size,
+        db_url=db_url,
+        db_template=config.getoption("isolate_db_template"),
+        keep_db=config.getoption("isolate_keep_db"),
+        db_env=db_env,
+    )
+
+
 class IsolateState:
     """Per-process state: capacity table, recorded and measured durations."""
 
-    def __init__(self, config: pytest.Config, capacity: dict[str, int]) -> None:
+    def __init__(self, config: pytest.Config, capacity: dict[str, int], settings: Settings) -> None:
         self.config = config
         self.capacity = capacity
+        self.settings = settings
         self.is_worker = _is_worker(config)
+        workerinput = getattr(config, "workerinput", {})
+        self.run_id: str = workerinput.get("isolate_run_id") or new_run_id()
         self.recorded: dict[str, float] = {} if self.is_worker else durations.load(config)
         self.measured: dict[str, float] = defaultdict(float)
-        self.started = time.perf_counter()
+        self.provisioner = Provisioner(settings, config.hook)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_make_collect_report(
-        self, collector: pytest.Collector
-    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
-        report = yield
-        if report.passed:
-            markers.validate(report, self.capacity)
-        return report
+    def _runs_tests_here(self) -> bool:
+        if self.config.getoption("isolate_plan") or self.config.getoption("collectonly"):
+            return False
+        return self.is_worker or not self.config.pluginmanager.hasplugin("dsession")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self._runs_tests_here():
+            return
+        workerinput = getattr(self.config, "workerinput", {})
+        slot = int(workerinput.get("isolate_slot", 0))
+        worker_id = str(workerinput.get("workerid", "main"))
+        # The factory behind tmp_path: its basetemp is per worker and follows --basetemp.
+        factory: pytest.TempPathFactory = getattr(self.config, "_tmp_path_factory")  # noqa: B009
+        basetemp = factory.getbasetemp()
+        try:
+            worker = self.provisioner.setup(slot, worker_id, self.run_id, basetemp / "isolate")
+        except (ports.PortsError, database.DatabaseError) as exc:
+            raise pytest.UsageError(f"pytest-isolate: {exc}") from exc
+        if self.is_worker:
+            transport.send("worker", worker.to_message())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.provisioner.teardown()
+        if not self.is_worker and not self.config.getoption("isolate_plan"):
+            durations.store(self.config, self.measured)
+
+    def _worker(self) -> IsolateWorker:
+        if self.provisioner.worker is None:
+            raise RuntimeError("pytest-isolate: this process has no worker resources")
+        return self.provisioner.worker
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         items = session.items
         if self.is_worker:
             claims = [markers.claims_of(item, self.capacity) for item in items]
-            transport.send(wire.encode(claims))
+            transport.send("claims", wire.encode(claims))
         elif self.config.getoption("isolate_plan"):
             self._print_plan(items)
 
@@ -145,9 +253,29 @@ class IsolateState:
         if not self.is_worker:
             self.measured[report.nodeid] += report.duration
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.is_worker and not self.config.getoption("isolate_plan"):
-            durations.store(self.config, self.measured)
+
+def _worker_of(config: pytest.Config) -> IsolateWorker:
+    state = config.pluginmanager.get_plugin("isolate-state")
+    assert isinstance(state, IsolateState)
+    return state._worker()
+
+
+@pytest.fixture(scope="session")
+def isolate_worker(request: pytest.FixtureRequest) -> IsolateWorker:
+    """This worker's slot, id, run id, temp dir, ports, database and plugins' extras."""
+    return _worker_of(request.config)
+
+
+@pytest.fixture(scope="session")
+def isolate_ports(request: pytest.FixtureRequest) -> PortBlock:
+    """This worker's port block: ``.start``, ``.stop``, ``.take(n=1)``."""
+    return _worker_of(request.config).ports
+
+
+@pytest.fixture(scope="session")
+def isolate_db(request: pytest.FixtureRequest) -> WorkerDatabase:
+    """This worker's own database: ``.url``, ``.name``, ``.backend``."""
+    return _worker_of(request.config).db
 
 
 class XdistHooks:
@@ -155,16 +283,33 @@ class XdistHooks:
 
     def __init__(self, state: IsolateState) -> None:
         self.state = state
-        self.channels: dict[WorkerController, execnet.Channel] = {}
+        self.inbox = transport.Inbox()
+        self.slots: dict[str, int] = {}  # live worker id -> slot
 
     def pytest_configure_node(self, node: WorkerController) -> None:
-        self.channels[node] = transport.open_channel(node.gateway)
+        # The lowest free slot: a replacement takes over its crashed predecessor's.
+        taken = set(self.slots.values())
+        slot = next(s for s in range(len(taken) + 1) if s not in taken)
+        self.slots[node.gateway.id] = slot
+        node.workerinput["isolate_slot"] = slot
+        node.workerinput["isolate_run_id"] = self.state.run_id
+        self.inbox.open(node.gateway)
+
+    def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
+        self.slots.pop(node.gateway.id, None)
+        message = self.inbox.get(node.gateway.id, "worker")
+        if error is None or message is None:
+            return
+        # The worker died without tearing down: do it here, for plugins and the database.
+        worker = IsolateWorker.from_message(message)
+        try:
+            self.state.config.hook.pytest_isolate_teardown_worker(worker=worker, crashed=True)
+        finally:
+            release_database(worker, self.state.settings)
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Producer) -> Any:
         if config.stash.get(EXPLICIT_DIST, False):
             return None
         from .xdist_scheduler import IsolateScheduling
 
-        return IsolateScheduling(
-            config, log, self.channels, self.state.capacity, self.state.recorded
-        )
+        return IsolateScheduling(config, log, self.inbox, self.state.capacity, self.state.recorded)

@@ -1,14 +1,20 @@
-"""Transport: the execnet channel that carries each worker's claims to the controller.
+"""Transport: an execnet channel of the plugin's own between each worker and the controller.
 
 The controller opens one channel per worker when xdist configures the node, before xdist's own
 remote code starts, so it works for ``popen`` workers and for ``--tx`` workers on other hosts
-alike (no shared filesystem). The worker sends its claims from ``pytest_collection_finish``,
-ahead of xdist's ``collectionfinish`` event on the same connection, so they are already queued
-when the scheduler asks for them.
+alike (no shared filesystem). Workers send tagged messages, ``(kind, payload)``:
+
+- ``"worker"``: the worker's provisioned resources, after set-up (for crash clean-up);
+- ``"claims"``: the claims of its collection, from ``pytest_collection_finish``, ahead of
+  xdist's ``collectionfinish`` event on the same connection.
+
+The controller stores them from execnet's receiver thread (kept light: a dict and a notify)
+and the scheduler waits for what it needs.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import execnet
@@ -16,18 +22,51 @@ import execnet
 # Runs in the worker's main thread, before xdist's remote module; it only stores the channel.
 _REMOTE_SOURCE = "import pytest_isolate.transport as t\nt.attach(channel.receive())\n"
 
-#: How long the controller waits for claims that should already be there.
+#: How long the controller waits for a message that should already be there.
 RECEIVE_TIMEOUT = 60.0
 
 _worker_channel: execnet.Channel | None = None
 
 
-def open_channel(gateway: execnet.Gateway) -> execnet.Channel:
-    """Controller side: give the worker behind ``gateway`` a channel for its claims."""
-    bootstrap = gateway.remote_exec(_REMOTE_SOURCE)
-    channel = gateway.newchannel()
-    bootstrap.send(channel)
-    return channel
+class Inbox:
+    """Controller side: the messages each worker has sent, by worker id and kind."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._messages: dict[str, dict[str, Any]] = {}
+        self._channels: dict[str, execnet.Channel] = {}  # execnet only keeps weak references
+
+    def open(self, gateway: execnet.Gateway) -> None:
+        worker = gateway.id
+        bootstrap = gateway.remote_exec(_REMOTE_SOURCE)
+        channel = gateway.newchannel()
+        self._channels[worker] = channel
+        with self._changed:
+            self._messages[worker] = {}
+        channel.setcallback(lambda message: self._store(worker, message))
+        bootstrap.send(channel)
+
+    def _store(self, worker: str, message: Any) -> None:
+        kind, payload = message
+        with self._changed:
+            self._messages[worker][kind] = payload
+            self._changed.notify_all()
+
+    def get(self, worker: str, kind: str) -> Any | None:
+        with self._changed:
+            return self._messages.get(worker, {}).get(kind)
+
+    def wait(self, worker: str, kind: str, timeout: float = RECEIVE_TIMEOUT) -> Any:
+        with self._changed:
+            arrived = self._changed.wait_for(
+                lambda: kind in self._messages.get(worker, {}), timeout=timeout
+            )
+            if not arrived:
+                raise RuntimeError(
+                    f"pytest-isolate: worker {worker} sent no {kind} in {timeout:.0f}s; is "
+                    "pytest-isolate installed and enabled where the worker runs?"
+                )
+            return self._messages[worker][kind]
 
 
 def attach(channel: execnet.Channel) -> None:
@@ -36,22 +75,11 @@ def attach(channel: execnet.Channel) -> None:
     _worker_channel = channel
 
 
-def send(message: Any) -> None:
-    """Worker side: send ``message`` to the controller."""
+def send(kind: str, payload: Any) -> None:
+    """Worker side: send a message to the controller."""
     if _worker_channel is None:
         raise RuntimeError(
             "pytest-isolate: this worker has no channel to the controller; was it started "
             "by a controller without pytest-isolate?"
         )
-    _worker_channel.send(message)
-
-
-def receive(channel: execnet.Channel, worker: str) -> Any:
-    """Controller side: the message the worker sent, or a clear error."""
-    try:
-        return channel.receive(timeout=RECEIVE_TIMEOUT)
-    except (execnet.TimeoutError, EOFError, OSError) as exc:
-        raise RuntimeError(
-            f"pytest-isolate: worker {worker} sent no claims ({exc!r}); is pytest-isolate "
-            "installed and enabled where the worker runs?"
-        ) from exc
+    _worker_channel.send((kind, payload))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import execnet
 import pytest
 from xdist.remote import Producer
 from xdist.workermanage import WorkerController
@@ -34,13 +33,13 @@ class IsolateScheduling:
         self,
         config: pytest.Config,
         log: Producer,
-        channels: Mapping[WorkerController, execnet.Channel],
+        inbox: transport.Inbox,
         capacity: Mapping[str, int],
         recorded: Mapping[str, float],
     ) -> None:
         self.log = log.isolatesched
         self._numnodes = len(parse_tx_spec_config(config))
-        self._channels = channels
+        self._inbox = inbox
         self._capacity = capacity
         self._recorded = recorded
         self._max_depth = 2 if config.getoption("maxfail", 0) else 16
@@ -80,8 +79,7 @@ class IsolateScheduling:
 
     def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
         self._collections[node] = list(collection)
-        message = transport.receive(self._channels[node], node.gateway.id)
-        self._claims[node] = wire.decode(message)
+        self._claims[node] = wire.decode(self._inbox.wait(node.gateway.id, "claims"))
         if self._collection is not None and (
             self._collections[node] != self._collection
             or self._claims[node] != self._claims[self._nodes[0]]
@@ -89,7 +87,7 @@ class IsolateScheduling:
             self._abort(f"{node.gateway.id} collected different tests or declarations")
         if self._dispatcher is not None:
             # A replacement for a crashed worker: it gets work once its collection matches.
-            self._dispatcher.add_worker(node.gateway.id)
+            self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
 
     def mark_test_complete(
         self, node: WorkerController, item_index: int, duration: float = 0
@@ -141,7 +139,7 @@ class IsolateScheduling:
             planned.plan, claims, planned.estimates, self._capacity, max_depth=self._max_depth
         )
         for node in self._nodes:
-            self._dispatcher.add_worker(node.gateway.id)
+            self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
         self.log(f"planned {len(planned.plan.units)} units on {len(self._nodes)} workers")
 
     def _abort(self, reason: str) -> None:
@@ -160,3 +158,8 @@ class IsolateScheduling:
                 node.send_runtest_some(list(action.tests))
             else:
                 node.shutdown()
+
+
+def _slot_of(node: WorkerController) -> int | None:
+    slot = node.workerinput.get("isolate_slot")
+    return slot if isinstance(slot, int) else None

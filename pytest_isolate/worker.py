@@ -1,0 +1,133 @@
+"""Worker provisioning: every worker's slot, temp dir, port block and database.
+
+Input: the settings (:class:`Settings`), the worker's identity (slot, id, run id) and its
+directory under pytest's basetemp. Output: an :class:`IsolateWorker`, with the environment
+variables set for the tests and their subprocesses, and plugins' own resources set up through
+the ``pytest_isolate_setup_worker`` hook. :class:`Provisioner` undoes all of it at the end.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import database, ports
+from .database import WorkerDatabase
+from .leases import Holder, me
+from .ports import PortBlock
+from .tmpdirs import Environment, make_private_tmp
+
+
+def new_run_id() -> str:
+    """Short and lowercase: it goes into database names (63 bytes at most)."""
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Settings:
+    ports_per_worker: int = 50
+    db_url: str | None = None
+    db_template: str | None = None
+    keep_db: bool = False
+    db_env: str = "DATABASE_URL"
+
+
+@dataclass
+class IsolateWorker:
+    """What one worker has to itself; the ``isolate_worker`` fixture."""
+
+    slot: int
+    id: str
+    run_id: str
+    tmp_path: Path
+    ports: PortBlock
+    db: WorkerDatabase
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def env(self, db_env: str) -> dict[str, str]:
+        tmp = str(self.tmp_path)
+        return {
+            "TMPDIR": tmp,
+            "TEMP": tmp,
+            "TMP": tmp,
+            "PYTEST_ISOLATE_TMP": tmp,
+            "PYTEST_ISOLATE_SLOT": str(self.slot),
+            "PYTEST_ISOLATE_PORTS": self.ports.as_env(),
+            db_env: self.db.url,
+        }
+
+    def to_message(self) -> dict[str, Any]:
+        """Plain data for the controller, which tears down after a crash."""
+        return {
+            "slot": self.slot,
+            "id": self.id,
+            "run_id": self.run_id,
+            "tmp_path": str(self.tmp_path),
+            "ports": [self.ports.start, self.ports.stop],
+            "db": [self.db.url, self.db.name, self.db.backend],
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> IsolateWorker:
+        url, name, backend = message["db"]
+        start, stop = message["ports"]
+        return cls(
+            slot=message["slot"],
+            id=message["id"],
+            run_id=message["run_id"],
+            tmp_path=Path(message["tmp_path"]),
+            ports=PortBlock(start, stop, message["id"]),
+            db=WorkerDatabase(url, name, backend),
+            extra=dict(message["extra"]),
+        )
+
+
+class Provisioner:
+    """Sets one worker up and tears it down again, in reverse order."""
+
+    def __init__(self, settings: Settings, hook: Any) -> None:
+        self.settings = settings
+        self.hook = hook
+        self.worker: IsolateWorker | None = None
+        self._holder: Holder | None = None
+        self._environment = Environment()
+
+    def setup(self, slot: int, worker_id: str, run_id: str, worker_dir: Path) -> IsolateWorker:
+        settings = self.settings
+        tmp = make_private_tmp(worker_dir)
+        self._holder = me(run_id, slot)
+        block = ports.lease_block(settings.ports_per_worker, self._holder, worker_id)
+        try:
+            if settings.db_url:
+                db = database.create_postgres(settings.db_url, run_id, slot, settings.db_template)
+            else:
+                db = database.sqlite_database(worker_dir)
+        except BaseException:
+            ports.release_block(block, self._holder)
+            raise
+        self.worker = IsolateWorker(slot, worker_id, run_id, tmp, block, db)
+        self._environment.set(self.worker.env(settings.db_env))
+        self.hook.pytest_isolate_setup_worker(worker=self.worker)
+        return self.worker
+
+    def teardown(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        try:
+            self.hook.pytest_isolate_teardown_worker(worker=worker, crashed=False)
+        finally:
+            try:
+                release_database(worker, self.settings)
+            finally:
+                if self._holder is not None:
+                    ports.release_block(worker.ports, self._holder)
+                self._environment.restore()
+
+
+def release_database(worker: IsolateWorker, settings: Settings) -> None:
+    if worker.db.backend == "postgresql" and settings.db_url and not settings.keep_db:
+        database.drop_postgres(worker.db, settings.db_url)

@@ -1,0 +1,324 @@
+"""Every worker its own slot, temp dir, port block and database: real runs, real workers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RECORDER = """
+import json, os, subprocess, sys, tempfile
+import pytest
+
+OUT = os.environ["RECORD_DIR"]
+
+@pytest.fixture(autouse=True)
+def record(request, isolate_worker, isolate_ports, isolate_db):
+    seen = subprocess.run(
+        [sys.executable, "-c",
+         "import os, tempfile, json; print(json.dumps([os.environ['TMPDIR'], "
+         "os.environ['PYTEST_ISOLATE_PORTS'], tempfile.gettempdir()]))"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    data = {
+        "nodeid": request.node.nodeid,
+        "slot": isolate_worker.slot,
+        "id": isolate_worker.id,
+        "run_id": isolate_worker.run_id,
+        "tmp": str(isolate_worker.tmp_path),
+        "ports": [isolate_ports.start, isolate_ports.stop],
+        "taken": isolate_ports.take(2),
+        "db": [isolate_db.url, isolate_db.name, isolate_db.backend],
+        "env": {k: os.environ.get(k) for k in (
+            "TMPDIR", "TEMP", "TMP", "PYTEST_ISOLATE_TMP", "PYTEST_ISOLATE_SLOT",
+            "PYTEST_ISOLATE_PORTS", "DATABASE_URL", "MY_DB")},
+        "gettempdir": tempfile.gettempdir(),
+        "subprocess": json.loads(seen),
+        "pid": os.getpid(),
+    }
+    name = request.node.nodeid.replace("/", "_").replace(":", "_")
+    with open(os.path.join(OUT, f"{name}-{os.getpid()}.json"), "w") as f:
+        json.dump(data, f)
+    yield
+"""
+
+
+@pytest.fixture
+def recorded(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    out = pytester.path / "_records"
+    out.mkdir()
+    monkeypatch.setenv("RECORD_DIR", str(out))
+    monkeypatch.setenv("PYTEST_ISOLATE_LEASE_DIR", str(pytester.path / "_leases"))
+    for name in (
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_WORKER_COUNT",
+        "PYTEST_ADDOPTS",
+        "DATABASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(RECORDER)
+    return out
+
+
+def records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(out.glob("*.json"))]
+
+
+def many_tests(pytester: pytest.Pytester, count: int = 12, nap: float = 0.1) -> None:
+    pytester.makepyfile(
+        test_many=f"""
+import time, pytest
+
+@pytest.mark.parametrize("i", range({count}))
+def test_t(i):
+    time.sleep({nap})
+"""
+    )
+
+
+def by_worker(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    workers: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first = workers.setdefault(row["id"], row)
+        for key in ("slot", "tmp", "ports", "db", "env", "run_id", "pid"):
+            assert row[key] == first[key], f"{row['id']} changed its {key} between tests"
+    return workers
+
+
+def assert_private(workers: dict[str, dict[str, Any]]) -> None:
+    rows = list(workers.values())
+    for key in ("slot", "tmp", "db", "pid"):
+        values = [json.dumps(row[key]) for row in rows]
+        assert len(set(values)) == len(values), f"workers share {key}: {values}"
+    spans = sorted(tuple(row["ports"]) for row in rows)
+    for (_, stop), (start, _) in itertools.pairwise(spans):
+        assert stop <= start, f"port blocks overlap: {spans}"
+    for row in rows:
+        start, stop = row["ports"]
+        tmp = row["tmp"]
+        assert all(start <= port < stop for port in row["taken"])
+        assert row["env"]["TMPDIR"] == row["env"]["TEMP"] == row["env"]["TMP"] == tmp
+        assert row["env"]["PYTEST_ISOLATE_TMP"] == tmp
+        assert row["gettempdir"] == tmp
+        assert row["env"]["PYTEST_ISOLATE_SLOT"] == str(row["slot"])
+        assert row["env"]["PYTEST_ISOLATE_PORTS"] == f"{start}-{stop}"
+        assert row["subprocess"] == [tmp, f"{start}-{stop}", tmp]
+        assert row["env"]["DATABASE_URL"] == row["db"][0]
+
+
+def test_three_workers_share_nothing(pytester: pytest.Pytester, recorded: Path) -> None:
+    many_tests(pytester)
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "3")
+    result.assert_outcomes(passed=12)
+    workers = by_worker(records(recorded))
+    assert {row["slot"] for row in workers.values()} == {0, 1, 2}
+    assert len({row["run_id"] for row in workers.values()}) == 1
+    assert_private(workers)
+    for row in workers.values():
+        assert row["db"][2] == "sqlite"
+        assert row["db"][0] == f"sqlite:///{Path(row['tmp']).parent / 'db.sqlite3'}"
+        assert str(pytester.path) in row["tmp"]  # under pytest's basetemp
+
+
+def test_in_process_run_has_the_same_fixtures(pytester: pytest.Pytester, recorded: Path) -> None:
+    many_tests(pytester, count=2, nap=0)
+    pytester.makeini("[pytest]\nisolate_db_env = MY_DB\n")
+    result = pytester.runpytest_subprocess("-p", "isolate")
+    result.assert_outcomes(passed=2)
+    (row,) = by_worker(records(recorded)).values()
+    assert (row["slot"], row["id"]) == (0, "main")
+    assert row["env"]["MY_DB"] == row["db"][0]
+    assert row["env"]["DATABASE_URL"] is None
+    row["env"]["DATABASE_URL"] = row["db"][0]
+    assert_private({"main": row})
+
+
+def test_two_concurrent_runs_get_disjoint_port_blocks(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    many_tests(pytester, count=4, nap=1.0)
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "isolate",
+                "-n",
+                "2",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--basetemp={pytester.path / f'base{n}'}",
+            ],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for n in range(2)
+    ]
+    for run in runs:
+        out, _ = run.communicate(timeout=120)
+        assert run.returncode == 0, out.decode()
+    workers: dict[int, dict[str, Any]] = {}
+    for row in records(recorded):
+        workers.setdefault(row["pid"], row)
+    assert len(workers) == 4
+    assert len({row["run_id"] for row in workers.values()}) == 2
+    spans = sorted(tuple(row["ports"]) for row in workers.values())
+    for (_, stop), (start, _) in itertools.pairwise(spans):
+        assert stop <= start, f"port blocks of concurrent runs overlap: {spans}"
+    # Each test sleeps 1 s and both runs started together: they really were concurrent.
+    starts = sorted(Path(p).stat().st_mtime for p in recorded.glob("*.json"))
+    assert starts[-1] - starts[0] < 4
+
+
+def test_leases_of_a_killed_run_are_reclaimed(pytester: pytest.Pytester, recorded: Path) -> None:
+    # Blocks so big that the pool holds only two: the second run needs the dead run's.
+    pytester.makepyfile(
+        test_hang="""
+import os, time, pytest
+@pytest.mark.parametrize("i", range(2))
+def test_hang(i, isolate_ports):
+    open(os.path.join(os.environ["RECORD_DIR"], "started-" + str(os.getpid())), "w").close()
+    time.sleep(60)
+"""
+    )
+    size = "10000"
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "isolate",
+            "-n",
+            "2",
+            "-p",
+            "no:cacheprovider",
+            "--isolate-ports-per-worker",
+            size,
+            "-k",
+            "hang",
+            "test_hang.py",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(recorded.glob("started-*"))) < 2:
+        assert time.monotonic() < deadline, "the first run never started both its tests"
+        time.sleep(0.1)
+    while len(list((pytester.path / "_leases").glob("ports-*.lease"))) < 2:
+        assert time.monotonic() < deadline, "the first run's workers never leased their blocks"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    time.sleep(0.5)  # let the killed workers be reaped
+
+    pytester.makepyfile(
+        test_hang="def test_quick(isolate_ports):\n    assert len(isolate_ports) == 10000\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "--isolate-ports-per-worker", size
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_bad_ports_setting_is_a_usage_error(pytester: pytest.Pytester, recorded: Path) -> None:
+    many_tests(pytester, count=1, nap=0)
+    result = pytester.runpytest_subprocess("-p", "isolate", "--isolate-ports-per-worker", "lots")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--isolate-ports-per-worker*'lots' is not a whole number*"])
+
+
+HOOKS = """
+import json, os, pytest
+
+def _note(name, data):
+    with open(os.path.join(os.environ["RECORD_DIR"], name), "a") as f:
+        f.write(json.dumps(data) + "\\n")
+
+def pytest_isolate_setup_worker(worker):
+    worker.extra["redis_db"] = worker.slot + 1
+    worker.extra["s3_prefix"] = f"run-{worker.run_id}/slot-{worker.slot}/"
+    _note("setup", {"slot": worker.slot, "id": worker.id, "pid": os.getpid()})
+
+def pytest_isolate_teardown_worker(worker, crashed):
+    _note("teardown", {"slot": worker.slot, "id": worker.id, "crashed": crashed,
+                       "redis_db": worker.extra["redis_db"], "pid": os.getpid()})
+"""
+
+
+def test_custom_resource_hooks_run_once_per_worker(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    pytester.makeconftest(RECORDER + HOOKS)
+    pytester.makepyfile(
+        test_redis="""
+import os, time, pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_t(i, isolate_worker):
+    assert isolate_worker.extra["redis_db"] == isolate_worker.slot + 1
+    assert isolate_worker.extra["s3_prefix"].endswith(f"slot-{isolate_worker.slot}/")
+    time.sleep(0.1)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2")
+    result.assert_outcomes(passed=6)
+    setups = [json.loads(line) for line in (recorded / "setup").read_text().splitlines()]
+    teardowns = [json.loads(line) for line in (recorded / "teardown").read_text().splitlines()]
+    assert sorted(s["slot"] for s in setups) == [0, 1]
+    assert sorted((t["slot"], t["crashed"], t["redis_db"]) for t in teardowns) == [
+        (0, False, 1),
+        (1, False, 2),
+    ]
+    assert {s["pid"] for s in setups} == {t["pid"] for t in teardowns}
+
+
+def test_crashed_worker_is_torn_down_and_replaced_in_its_slot(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    pytester.makeconftest(RECORDER + HOOKS)
+    pytester.makepyfile(
+        test_crash="""
+import os, time, pytest
+
+@pytest.mark.resource("db")
+@pytest.mark.parametrize("i", range(3))
+def test_db(i, isolate_worker):
+    time.sleep(0.1)
+    if i == 1 and not os.path.exists(os.environ["RECORD_DIR"] + "/crashed"):
+        open(os.environ["RECORD_DIR"] + "/crashed", "w").close()
+        os._exit(1)
+
+@pytest.mark.parametrize("i", range(4))
+def test_free(i):
+    time.sleep(0.1)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2")
+    result.assert_outcomes(passed=6, failed=1)
+    setups = [json.loads(line) for line in (recorded / "setup").read_text().splitlines()]
+    teardowns = [json.loads(line) for line in (recorded / "teardown").read_text().splitlines()]
+    crashed = [t for t in teardowns if t["crashed"]]
+    assert len(crashed) == 1
+    (dead,) = crashed
+    # The controller tore the dead worker down; a new worker took over the same slot.
+    assert dead["pid"] not in {s["pid"] for s in setups if s["id"] == dead["id"]}
+    replacement = [s for s in setups if s["slot"] == dead["slot"] and s["id"] != dead["id"]]
+    assert len(replacement) == 1
+    assert sorted(s["slot"] for s in setups) == sorted([0, 1, dead["slot"]])
+    assert len([t for t in teardowns if not t["crashed"]]) == 2

@@ -1,0 +1,166 @@
+"""Port pool, blocks and machine-wide leases, with real sockets and real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_isolate.leases import Holder, Leases, is_alive, me, process_start
+from pytest_isolate.ports import (
+    PortBlock,
+    PortsError,
+    blocks_in,
+    lease_block,
+    port_pool,
+    read_ephemeral_range,
+)
+
+
+@pytest.mark.parametrize(
+    ("ephemeral", "expected"),
+    [
+        pytest.param((32768, 60999), range(10000, 32768), id="linux-default"),
+        pytest.param((1024, 20000), range(20001, 65536), id="low-ephemeral-uses-above"),
+        pytest.param((49152, 65535), range(10000, 49152), id="iana"),
+        pytest.param(None, range(10000, 32768), id="unknown"),
+    ],
+)
+def test_pool_avoids_the_ephemeral_range(
+    ephemeral: tuple[int, int] | None, expected: range
+) -> None:
+    assert port_pool(ephemeral) == expected
+
+
+def test_ephemeral_range_is_read_from_proc(tmp_path: Path) -> None:
+    path = tmp_path / "range"
+    path.write_text("40000\t50000\n")
+    assert read_ephemeral_range(path) == (40000, 50000)
+    assert read_ephemeral_range(tmp_path / "missing") is None
+
+
+def test_blocks_tile_the_pool_without_overlap() -> None:
+    blocks = blocks_in(range(10000, 10250), 100)
+    assert blocks == [range(10000, 10100), range(10100, 10200)]
+
+
+def test_take_gives_distinct_bindable_ports_and_walks_the_block() -> None:
+    block = PortBlock(*_free_span(20), worker="gw7")
+    first = block.take(3)
+    second = block.take(3)
+    assert len(set(first + second)) == 6
+    assert all(port in block for port in first + second)
+    for port in first:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_take_skips_a_port_in_use_and_says_when_the_block_runs_out() -> None:
+    start, stop = _free_span(3)
+    block = PortBlock(start, stop, worker="gw1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", start + 1))
+        busy.listen()
+        assert block.take(2) == [start, start + 2]
+        with pytest.raises(PortsError, match=rf"worker gw1: only 2 of the 3 .* {start}-{stop}"):
+            block.take(3)
+
+
+def test_leases_never_overlap_and_are_released(tmp_path: Path) -> None:
+    leases = Leases("ports", tmp_path)
+    spans = blocks_in(range(10000, 10300), 100)
+    a = leases.acquire(spans, me("run-a", 0))
+    b = leases.acquire(spans, me("run-b", 0))
+    assert a is not None and b is not None
+    assert a[0] != b[0]
+    # A run asking for a different block size still avoids both.
+    c = leases.acquire(blocks_in(range(10000, 10300), 150), me("run-c", 0))
+    assert c is None  # both 150-blocks overlap a live 100-block
+    leases.release(a[0], me("run-a", 0))
+    assert a[0].start not in leases.held()
+
+
+def test_lease_of_a_killed_process_is_reclaimed(tmp_path: Path) -> None:
+    """A process leases a block and is killed with SIGKILL: the next one gets the block."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from pytest_isolate.leases import Leases, me
+        from pytest_isolate.ports import blocks_in
+        got = Leases("ports", Path({str(tmp_path)!r})).acquire(
+            blocks_in(range(10000, 10100), 100), me("dead-run", 3))
+        print(got[0].start, flush=True)
+        time.sleep(60)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "10000"
+    leases = Leases("ports", tmp_path)
+    assert leases.acquire(blocks_in(range(10000, 10100), 100), me("live", 0)) is None
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    got = leases.acquire(blocks_in(range(10000, 10100), 100), me("live", 0))
+    assert got is not None
+    span, reclaimed = got
+    assert span == range(10000, 10100)
+    assert [(h.pid, h.run_id, h.slot) for h in reclaimed] == [(child.pid, "dead-run", 3)]
+
+
+def test_replacement_worker_gets_its_predecessors_block(tmp_path: Path) -> None:
+    leases = Leases("ports", tmp_path)
+    spans = blocks_in(range(10000, 10400), 100)
+    dead = Holder(pid=_dead_pid(), started="1", run_id="r", slot=2)
+    leases._write(range(10200, 10300), dead)
+    got = leases.acquire(spans, me("r", 2))
+    assert got is not None and got[0] == range(10200, 10300)
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_holder() -> None:
+    started = process_start(os.getpid())
+    assert started
+    assert is_alive(Holder(os.getpid(), started, "r", 0))
+    assert not is_alive(Holder(os.getpid(), started + "0", "r", 0))
+    assert not is_alive(Holder(_dead_pid(), "1", "r", 0))
+
+
+def test_lease_block_uses_the_real_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_ISOLATE_LEASE_DIR", str(tmp_path))
+    holder = me("run", 0)
+    block = lease_block(25, holder, "gw0")
+    assert len(block) == 25
+    ephemeral = read_ephemeral_range()
+    if ephemeral:
+        assert block.stop <= ephemeral[0] or block.start > ephemeral[1]
+    with pytest.raises(PortsError, match="larger than the port pool"):
+        lease_block(60000, holder, "gw0")
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _free_span(size: int) -> tuple[int, int]:
+    """A run of ``size`` ports that are all bindable now, from the pool."""
+    for start in range(23000, 32000, size):
+        if all(_bindable(port) for port in range(start, start + size)):
+            return start, start + size
+    raise RuntimeError("no free span")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
