@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from .autoscale import RunHistory
+
 CACHE_KEY = "isolate/durations"
+RUN_KEY = "isolate/last_run"
 
 
 def read_file(path: Path) -> dict[str, float]:
@@ -62,3 +66,26 @@ def store(config: pytest.Config, measured: Mapping[str, float]) -> None:
     merged = dict(cached) if isinstance(cached, dict) else {}
     merged.update((k, round(v, 6)) for k, v in measured.items())
     cache.set(CACHE_KEY, merged)
+
+
+def store_run(config: pytest.Config, history: RunHistory) -> None:
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        cache.set(RUN_KEY, asdict(history))
+
+
+def load_run(config: pytest.Config) -> RunHistory | None:
+    """The last run's history, readable before pytest_configure (for ``-n auto``)."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        try:
+            from _pytest.cacheprovider import Cache
+
+            cache = Cache.for_config(config, _ispytest=True)
+        except Exception:  # an unwritable or odd cache dir: behave as without history
+            return None
+    data = cache.get(RUN_KEY, None)
+    try:
+        return RunHistory(float(data["work"]), int(data["units"]), int(data["tests"]))
+    except (TypeError, KeyError, ValueError):
+        return None

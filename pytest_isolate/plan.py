@@ -137,5 +137,55 @@ def plan_collection(
 ) -> CollectionPlan:
     """Domains, estimates and the plan for one collection: the whole pure pipeline."""
     estimates, known = estimate_durations(nodeids, recorded)
-    units = make_units(build_domains(claims), claims, estimates)
+    domains = build_domains(claims)
+    cap = sum(estimates) / (max(1, workers) * CHUNKS_PER_WORKER)
+    domains = group_neighbours(domains, nodeids, claims, estimates, cap)
+    units = make_units(domains, claims, estimates)
     return CollectionPlan(make_plan(units, workers), tuple(estimates), known)
+
+
+#: Neighbour chunks are kept small enough that each worker's share is several chunks, so
+#: longest-first and stealing still balance the run.
+CHUNKS_PER_WORKER = 4
+
+
+def group_neighbours(
+    domains: Sequence[Domain],
+    nodeids: Sequence[str],
+    claims: Sequence[TestClaims],
+    estimates: Sequence[float],
+    cap: float,
+) -> list[Domain]:
+    """Chunk consecutive free tests of one module together, up to ``cap`` seconds each.
+
+    Free tests may run anywhere, so any grouping is correct; keeping a module's tests on one
+    worker, in order, lets its module- and class-scoped fixtures be set up once there instead
+    of once per worker. Tests that declare anything stay as they are.
+    """
+    grouped: list[Domain] = []
+    chunk: list[int] = []
+    chunk_time = 0.0
+
+    def close() -> None:
+        nonlocal chunk, chunk_time
+        if chunk:
+            grouped.append(tuple(chunk))
+        chunk, chunk_time = [], 0.0
+
+    for domain in sorted(domains, key=lambda d: d[0]):
+        index = domain[0]
+        if len(domain) > 1 or not claims[index].is_plain:
+            close()
+            grouped.append(domain)
+            continue
+        same_module = chunk and _module(nodeids[chunk[-1]]) == _module(nodeids[index])
+        if not same_module or chunk[-1] != index - 1 or chunk_time + estimates[index] > cap:
+            close()
+        chunk.append(index)
+        chunk_time += estimates[index]
+    close()
+    return grouped
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import database, durations, markers, ports, transport, wire
+from .autoscale import Decision, choose_workers
 from .claims import DeclarationError, parse_capacity
 from .database import WorkerDatabase
 from .plan import plan_collection
 from .planreport import format_plan
 from .ports import PortBlock
+from .reporter import Reporter
 from .worker import IsolateWorker, Provisioner, Settings, new_run_id, release_database
 
 if TYPE_CHECKING:
@@ -55,6 +57,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "isolate_durations",
         default="",
         help="default for --isolate-durations",
+    )
+    group.addoption(
+        "--isolate-timeline",
+        metavar="PATH",
+        default=None,
+        help="write a self-contained HTML page of workers x time, one bar per test",
     )
     group.addoption(
         "--isolate-ports-per-worker",
@@ -114,6 +122,32 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, Any, Any]:
     return (yield)
 
 
+AUTO_DECISION = pytest.StashKey[Decision]()
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: in-process when history says workers cannot pay off, else from domains."""
+    if (
+        config.stash.get(EXPLICIT_DIST, False)
+        or config.getoption("isolate_plan")
+        or os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")  # the user's word wins
+    ):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    history = durations.load_run(config)
+    if history is None:
+        return None  # no history: exactly what xdist would do
+    decision = choose_workers(history, cores or 1)
+    config.stash[AUTO_DECISION] = decision
+    return decision.workers
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    decision = config.stash.get(AUTO_DECISION, None)
+    return f"isolate: -n auto: {decision.reason}" if decision else None
+
+
 def _requested_workers(config: pytest.Config) -> int:
     requested = getattr(config.option, "numprocesses", None)
     if requested in ("auto", "logical"):
@@ -136,6 +170,8 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from exc
     state = IsolateState(config, capacity, settings)
     config.pluginmanager.register(state, "isolate-state")
+    if not state.is_worker:
+        config.pluginmanager.register(Reporter(config, state.measured), "isolate-reporter")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
 
@@ -230,6 +266,9 @@ class IsolateState:
             transport.send("claims", wire.encode(claims))
         elif self.config.getoption("isolate_plan"):
             self._print_plan(items)
+        elif not self.config.pluginmanager.hasplugin("dsession"):
+            claims = [markers.claims_of(item, self.capacity) for item in items]
+            _reporter(self.config).set_collection([item.nodeid for item in items], claims)
 
     def _print_plan(self, items: list[pytest.Item]) -> None:
         claims = [markers.claims_of(item, self.capacity) for item in items]
@@ -252,6 +291,21 @@ class IsolateState:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.is_worker:
             self.measured[report.nodeid] += report.duration
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After junitxml and pytest-reportlog wrote their files: put the tests in output order.
+    reporter = config.pluginmanager.get_plugin("isolate-reporter")
+    if isinstance(reporter, Reporter):
+        reporter.rewrite_junitxml()
+        reporter.rewrite_report_log()
+
+
+def _reporter(config: pytest.Config) -> Reporter:
+    reporter = config.pluginmanager.get_plugin("isolate-reporter")
+    assert isinstance(reporter, Reporter)
+    return reporter
 
 
 def _worker_of(config: pytest.Config) -> IsolateWorker:
@@ -294,6 +348,12 @@ class XdistHooks:
         node.workerinput["isolate_slot"] = slot
         node.workerinput["isolate_run_id"] = self.state.run_id
         self.inbox.open(node.gateway)
+
+    def pytest_xdist_node_collection_finished(
+        self, node: WorkerController, ids: Sequence[str]
+    ) -> None:
+        claims = wire.decode(self.inbox.wait(node.gateway.id, "claims"))
+        _reporter(self.state.config).set_collection(ids, claims)
 
     def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
         self.slots.pop(node.gateway.id, None)

@@ -1,0 +1,219 @@
+"""The reporting adapter: pytest's and xdist's reports in stable order, the closing line and
+the timeline page.
+
+Input: the collection and its domains (known on the controller once the first worker has
+collected, or in-process after collection), and the reports as pytest and xdist deliver them.
+Output, whatever the worker count or timing:
+
+- failure/error sections, the short summary, ``--junitxml`` and ``--report-log`` in output
+  order (:func:`pytest_isolate.reports.output_sequence`);
+- with ``-v`` under xdist, each test's lines released through a reorder buffer, so domains
+  come out whole and in order while the head of the run stays live;
+- one closing line after pytest's own summary, and ``--isolate-timeline`` if asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import durations, reports
+from .autoscale import RunHistory
+from .claims import TestClaims
+from .domains import build_domains
+
+
+class Reporter:
+    def __init__(self, config: pytest.Config, measured: dict[str, float]) -> None:
+        self.config = config
+        self.measured = measured  # nodeid -> seconds, setup + call + teardown
+        self._domain_number: dict[str, int] = {}
+        self.nodeids: list[str] = []
+        self.domains: list[tuple[int, ...]] = []
+        self.positions: dict[str, int] = {}
+        self.started = time.time()
+        self._spans: dict[str, list[Any]] = {}  # nodeid -> [start, stop, worker, outcome]
+        self._buffer: reports.ReorderBuffer[Callable[[], None]] | None = None
+
+    # -- the collection ------------------------------------------------------------------
+
+    def set_collection(self, nodeids: Sequence[str], claims: Sequence[TestClaims]) -> None:
+        if self.nodeids:
+            return
+        self.nodeids = list(nodeids)
+        self.domains = build_domains(claims)
+        self._domain_number = {
+            self.nodeids[i]: number for number, domain in enumerate(self.domains) for i in domain
+        }
+        sequence = reports.output_sequence(self.nodeids, self.domains)
+        self.positions = {nodeid: i for i, nodeid in enumerate(sequence)}
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        if dsession is not None and self.config.option.verbose > 0:
+            self._buffer = reports.ReorderBuffer(sequence)
+            _buffer_dsession(dsession, self._buffer)
+
+    # -- recording -----------------------------------------------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        span = self._spans.setdefault(report.nodeid, [report.start, report.stop, "main", ""])
+        span[0] = min(span[0], report.start)
+        span[1] = max(span[1], report.stop)
+        node = getattr(report, "node", None)
+        if node is not None:
+            span[2] = node.gateway.id
+        span[3] = _outcome(report, span[3])
+
+    def pytest_handlecrashitem(self, crashitem: str) -> None:
+        if self._buffer is not None:
+            for release in self._buffer.done(crashitem):
+                release()
+
+    # -- ordering at the end, then the closing line ------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        # Outermost wrapper: sort before the terminal summarizes; the timeline comes last.
+        if self._buffer is not None:
+            for release in self._buffer.flush():
+                release()
+        self._sort_reports()
+        try:
+            return (yield)
+        finally:
+            if self.nodeids and not self.config.getoption("isolate_plan"):
+                work = sum(self.measured.get(nodeid, 0.0) for nodeid in self.nodeids)
+                durations.store_run(
+                    self.config, RunHistory(work, len(self.domains), len(self.nodeids))
+                )
+            timeline = self.config.getoption("isolate_timeline")
+            if timeline and self.nodeids and not self.config.getoption("isolate_plan"):
+                self.write_timeline(Path(timeline))
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self) -> Generator[None, None, None]:
+        # After pytest's short summary, before its final "N passed in Xs" line, which tools
+        # (and pytester) read as the last word of the run.
+        try:
+            return (yield)
+        finally:
+            if self.nodeids and not self.config.getoption("isolate_plan"):
+                self._write_closing_line()
+
+    def _sort_reports(self) -> None:
+        if not self.positions:
+            return
+        key = reports.sort_key(self.positions)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            for found in reporter.stats.values():
+                found.sort(key=lambda rep: key(getattr(rep, "nodeid", None) or ""))
+
+    def _write_closing_line(self) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        workers = len(getattr(self.config.option, "tx", None) or []) if dsession else 1
+        summary = reports.summarize(
+            self.nodeids, self.domains, self.measured, workers, time.time() - self.started
+        )
+        reporter.write_line(reports.format_summary(summary))
+
+    def write_timeline(self, path: Path) -> None:
+        from .timeline import TimelineRecord, render_timeline
+
+        records = [
+            TimelineRecord(
+                nodeid, worker, start, stop, outcome or "passed", self._domain_of(nodeid)
+            )
+            for nodeid, (start, stop, worker, outcome) in self._spans.items()
+        ]
+        key = reports.sort_key(self.positions)
+        records.sort(key=lambda r: key(r.nodeid))
+        title = f"pytest-isolate run, {time.ctime(self.started)}"
+        path.write_text(render_timeline(records, title=title), encoding="utf-8")
+
+    def _domain_of(self, nodeid: str) -> int:
+        return self._domain_number.get(nodeid, -1)
+
+    def rewrite_junitxml(self) -> None:
+        """junitxml writes test cases as reports arrive; put them in output order."""
+        raw = self.config.getoption("xmlpath", None)
+        if not raw or not self.positions:
+            return
+        from _pytest.junitxml import mangle_test_address
+
+        prefix = self.config.getoption("junitprefix", None)
+        cases: dict[tuple[str, str], int] = {}
+        for nodeid, position in self.positions.items():
+            names = mangle_test_address(nodeid)
+            classnames = ([prefix] if prefix else []) + names[:-1]
+            cases.setdefault((".".join(classnames), names[-1]), position)
+        path = Path(self.config.invocation_params.dir) / raw
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            path.write_text(reports.reorder_junit(text, cases), encoding="utf-8")
+
+    def rewrite_report_log(self) -> None:
+        raw = self.config.getoption("report_log", None)
+        if not raw or not self.positions or Path(raw).suffix in (".gz", ".bz2", ".xz"):
+            return
+        path = Path(raw)
+        if not path.is_absolute():
+            path = Path(self.config.invocation_params.dir) / path
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            ordered = reports.reorder_report_log(lines, self.positions)
+            path.write_text("".join(line + "\n" for line in ordered), encoding="utf-8")
+
+
+def _outcome(report: pytest.TestReport, previous: str) -> str:
+    if previous in ("failed", "error"):
+        return previous
+    if report.failed:
+        return "failed" if report.when in ("call", "???") else "error"
+    if report.skipped:
+        return "xfailed" if hasattr(report, "wasxfail") else "skipped"
+    if report.when == "call":
+        return "xpassed" if hasattr(report, "wasxfail") else "passed"
+    return previous
+
+
+def _buffer_dsession(dsession: Any, buffer: reports.ReorderBuffer[Callable[[], None]]) -> None:
+    """Route xdist's per-test events through the reorder buffer.
+
+    Only the hook calls are delayed: ``-x``/``--maxfail`` bookkeeping stays immediate.
+    """
+    hook = dsession.config.hook
+
+    def release(events: list[Callable[[], None]]) -> None:
+        for event in events:
+            event()
+
+    def worker_logstart(node: Any, nodeid: str, location: Any) -> None:
+        release(
+            buffer.add(
+                nodeid, lambda: hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+            )
+        )
+
+    def worker_testreport(node: Any, rep: pytest.TestReport) -> None:
+        rep.node = node  # type: ignore[attr-defined]
+        release(buffer.add(rep.nodeid, lambda: hook.pytest_runtest_logreport(report=rep)))
+        dsession._handlefailures(rep)
+
+    def worker_logfinish(node: Any, nodeid: str, location: Any) -> None:
+        release(
+            buffer.add(
+                nodeid, lambda: hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+            )
+        )
+        release(buffer.done(nodeid))
+
+    dsession.worker_logstart = worker_logstart
+    dsession.worker_testreport = worker_testreport
+    dsession.worker_logfinish = worker_logfinish

@@ -1,0 +1,187 @@
+"""Reports: stable output order and the closing summary, as pure functions over plain data.
+
+Input: the collection (node ids in collection order), the domains, and report events or
+measured durations. Output: the order reports are shown in, which events a live reorder buffer
+may release now, and the closing line's numbers.
+
+The output order is the same whatever the worker count or timing: domains in the order of
+their first test, each domain's tests together in collection order.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+Event = TypeVar("Event")
+
+
+def output_sequence(nodeids: Sequence[str], domains: Iterable[Sequence[int]]) -> list[str]:
+    """Node ids in output order: domains by first test, each domain in collection order."""
+    ordered = sorted((sorted(domain) for domain in domains if domain), key=lambda d: d[0])
+    sequence = [nodeids[index] for domain in ordered for index in domain]
+    seen = set(sequence)
+    return sequence + [nodeid for nodeid in nodeids if nodeid not in seen]
+
+
+def sort_key(positions: Mapping[str, int]) -> Any:
+    """A key putting known node ids in output order; anything else after, as it came."""
+    unknown = len(positions)
+    return lambda nodeid: positions.get(nodeid, unknown)
+
+
+class ReorderBuffer(Generic[Event]):
+    """Releases each test's events in output order, as soon as all tests before it are done.
+
+    The test at the head streams live; later tests wait until the head is done. Events of
+    node ids outside the sequence are released at once.
+    """
+
+    def __init__(self, sequence: Sequence[str]) -> None:
+        self._sequence = list(sequence)
+        self._position = {nodeid: i for i, nodeid in enumerate(self._sequence)}
+        self._cursor = 0
+        self._held: dict[int, list[Event]] = defaultdict(list)
+        self._done: set[int] = set()
+
+    def add(self, nodeid: str, event: Event) -> list[Event]:
+        position = self._position.get(nodeid)
+        if position is None or position == self._cursor:
+            return [event]
+        if position < self._cursor:
+            return [event]  # a late event of a test already passed (a crash report, say)
+        self._held[position].append(event)
+        return []
+
+    def done(self, nodeid: str) -> list[Event]:
+        """The test has finished; release what that unblocks."""
+        position = self._position.get(nodeid)
+        if position is None or position < self._cursor:
+            return []
+        self._done.add(position)
+        released: list[Event] = []
+        while self._cursor in self._done:
+            self._cursor += 1
+            released += self._held.pop(self._cursor, [])
+        return released
+
+    def flush(self) -> list[Event]:
+        """Everything still held, in output order (tests that never finished included)."""
+        released = [event for position in sorted(self._held) for event in self._held[position]]
+        self._held.clear()
+        self._cursor = len(self._sequence)
+        return released
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    workers: int
+    domains: int
+    free: int
+    wall: float
+    test_time: float
+    longest: float
+    longest_first: str
+    longest_size: int
+
+    @property
+    def speedup(self) -> float:
+        return self.test_time / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def efficiency(self) -> float:
+        return self.speedup / self.workers if self.workers else 0.0
+
+    @property
+    def bounded_by_longest(self) -> bool:
+        """The longest domain took most of the wall time: more workers cannot help."""
+        return self.workers > 1 and self.longest >= 0.8 * self.wall
+
+
+def summarize(
+    nodeids: Sequence[str],
+    domains: Iterable[Sequence[int]],
+    measured: Mapping[str, float],
+    workers: int,
+    wall: float,
+) -> RunSummary:
+    groups = [list(domain) for domain in domains if domain]
+    times = [sum(measured.get(nodeids[i], 0.0) for i in group) for group in groups]
+    longest_index = max(range(len(groups)), key=lambda k: (times[k], -groups[k][0]), default=-1)
+    longest_group = groups[longest_index] if longest_index >= 0 else []
+    return RunSummary(
+        workers=workers,
+        domains=sum(1 for group in groups if len(group) > 1),
+        free=sum(1 for group in groups if len(group) == 1),
+        wall=wall,
+        test_time=sum(measured.get(nodeid, 0.0) for nodeid in nodeids),
+        longest=times[longest_index] if longest_index >= 0 else 0.0,
+        longest_first=nodeids[min(longest_group)] if longest_group else "",
+        longest_size=len(longest_group),
+    )
+
+
+def format_summary(summary: RunSummary) -> str:
+    workers = f"{summary.workers} worker{'s' if summary.workers != 1 else ''}"
+    line = (
+        f"isolate: {workers}, {summary.domains} domains + {summary.free} free tests, "
+        f"wall {summary.wall:.2f}s, test time {summary.test_time:.2f}s, "
+        f"speedup {summary.speedup:.2f}x, efficiency {summary.efficiency:.0%}"
+    )
+    if summary.longest_first:
+        more = f" +{summary.longest_size - 1}" if summary.longest_size > 1 else ""
+        line += f"; longest domain {summary.longest:.2f}s ({summary.longest_first}{more})"
+    if summary.bounded_by_longest:
+        line += ": it bounds the run, split it to go faster"
+    return line
+
+
+def reorder_report_log(lines: Sequence[str], positions: Mapping[str, int]) -> list[str]:
+    """pytest-reportlog's JSON lines with the test reports in output order.
+
+    The session start stays first and the session finish last; everything else keeps its
+    place relative to the test reports it came with, sorted stably by test.
+    """
+    key = sort_key(positions)
+    head, body, tail = [], [], []
+    for line in lines:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            body.append((len(positions) + 1, line))
+            continue
+        kind = data.get("$report_type")
+        if kind == "SessionStart":
+            head.append(line)
+        elif kind == "SessionFinish":
+            tail.append(line)
+        elif kind == "TestReport":
+            body.append((key(data.get("nodeid", "")), line))
+        else:
+            body.append((len(positions) + 1, line))
+    body.sort(key=lambda pair: pair[0])
+    return head + [line for _, line in body] + tail
+
+
+def reorder_junit(text: str, positions: Mapping[tuple[str, str], int]) -> str:
+    """A JUnit XML document with each suite's test cases in output order.
+
+    ``positions`` maps a test case's ``(classname, name)`` to its place; other children keep
+    their place ahead of the test cases, unknown test cases go last in their order.
+    """
+    root = ET.fromstring(text)
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    last = len(positions)
+    for suite in suites:
+        children = list(suite)
+        cases = [c for c in children if c.tag == "testcase"]
+        others = [c for c in children if c.tag != "testcase"]
+        cases.sort(key=lambda c: positions.get((c.get("classname", ""), c.get("name", "")), last))
+        for child in children:
+            suite.remove(child)
+        suite.extend(others + cases)
+    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")

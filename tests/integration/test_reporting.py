@@ -1,0 +1,208 @@
+"""Output in a stable order whatever the worker count or timing, and the closing line."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+SUITE = """
+import random, time
+import pytest
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture exploded")
+
+def jitter():
+    time.sleep(random.uniform(0.0, 0.15))  # completion order differs from run to run
+
+@pytest.mark.resource("db")
+class TestDb:
+    def test_a(self):
+        jitter()
+        print("db a says hi")
+
+    def test_b(self):
+        jitter()
+        assert 1 + 1 == 3, "db b is wrong"
+
+    def test_c(self, broken):
+        pass
+
+@pytest.mark.parametrize("i", range(6))
+def test_free(i):
+    jitter()
+    print(f"free {i}")
+    assert i != 4
+
+def test_skipped():
+    jitter()
+    pytest.skip("not today")
+
+@pytest.mark.xfail(reason="known bug")
+def test_xfail():
+    jitter()
+    assert False
+
+@pytest.mark.xfail(reason="fixed already")
+def test_xpass():
+    jitter()
+
+@pytest.mark.resource("cache")
+@pytest.mark.parametrize("i", range(3))
+def test_cache(i):
+    jitter()
+    assert i != 2, f"cache {i} stale"
+"""
+
+WORKER = re.compile(r"\[gw\d+\] ")
+ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def scrub(text: str) -> str:
+    return ADDRESS.sub(" at 0x...", text)
+
+
+def normalized_output(text: str) -> tuple[list[str], list[str], list[str]]:
+    """The -v lines, the failure/error sections and the short summary, worker ids removed."""
+    lines = [WORKER.sub("", line.rstrip()) for line in text.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("scheduling tests via"))
+    sections = next(i for i, line in enumerate(lines) if line.startswith("=" * 10) and i > start)
+    summary = next(i for i, line in enumerate(lines) if "short test summary info" in line)
+    end = next(
+        i for i in range(summary + 1, len(lines)) if lines[i].startswith(("==", "isolate: "))
+    )
+    verbose = [line for line in lines[start + 1 : sections] if line]
+    failures = [
+        line
+        for line in lines[sections:summary]
+        if not line.startswith(("---", "===")) or "Captured" in line or "____" in line
+    ]
+    failures = [re.sub(r"^(linux|darwin) -- Python .*$", "<platform>", line) for line in failures]
+    failures = [re.sub(r" at 0x[0-9a-f]+>", " at 0x...>", line) for line in failures]
+    failures = [line for line in failures if "generated" not in line]  # names the label
+    return verbose, failures, lines[summary:end]
+
+
+def normalized_junit(path: Path) -> list[str]:
+    root = ET.fromstring(path.read_text())
+    for element in root.iter():
+        for attribute in ("time", "timestamp", "hostname"):
+            element.attrib.pop(attribute, None)
+    return scrub(ET.tostring(root, encoding="unicode")).splitlines()
+
+
+def normalized_report_log(path: Path) -> list[dict[str, object]]:
+    volatile = {"duration", "start", "stop", "worker_id", "item_index", "testrun_uid", "node"}
+    rows = []
+    for line in path.read_text().splitlines():
+        data = json.loads(scrub(line))
+        rows.append({k: v for k, v in data.items() if k not in volatile})
+    return rows
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(test_mixed=SUITE)
+    return pytester
+
+
+def test_output_is_identical_for_any_worker_count(suite: pytest.Pytester) -> None:
+    outputs = {}
+    for label, workers in (("n1", "1"), ("n2", "2"), ("n4", "4"), ("n4-again", "4")):
+        result = suite.runpytest_subprocess(
+            "-p",
+            "isolate",
+            "-n",
+            workers,
+            "-v",
+            "-p",
+            "no:randomly",
+            f"--junitxml={label}.xml",
+            f"--report-log={label}.jsonl",
+        )
+        result.assert_outcomes(passed=8, failed=3, errors=1, skipped=1, xfailed=1, xpassed=1)
+        text = result.stdout.str()
+        outputs[label] = (
+            *normalized_output(text),
+            normalized_junit(suite.path / f"{label}.xml"),
+            normalized_report_log(suite.path / f"{label}.jsonl"),
+        )
+    reference = outputs["n1"]
+    verbose, failures, summary, _junit, _report_log = reference
+    # The domains come out whole and in order of their first test.
+    started = [line for line in verbose if line.startswith("test_mixed.py")]
+    assert started[:3] == [
+        "test_mixed.py::TestDb::test_a",
+        "test_mixed.py::TestDb::test_b",
+        "test_mixed.py::TestDb::test_c",
+    ]
+    assert summary[1:] == [
+        "FAILED test_mixed.py::TestDb::test_b - AssertionError: db b is wrong",
+        "FAILED test_mixed.py::test_free[4] - assert 4 != 4",
+        "FAILED test_mixed.py::test_cache[2] - AssertionError: cache 2 stale",
+        "ERROR test_mixed.py::TestDb::test_c - RuntimeError: fixture exploded",
+    ]
+    assert not any("db a says hi" in line for line in failures)
+    assert any("free 4" in line for line in failures)
+    names = ("-v lines", "failures", "summary", "junit", "report-log")
+    for label, output in outputs.items():
+        for name, part, expected in zip(names, output, reference, strict=True):
+            assert part == expected, f"{label}: the {name} differ from -n 1"
+
+
+def test_closing_line_numbers(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_mixed="""
+import time, pytest
+
+@pytest.mark.resource("db")
+@pytest.mark.parametrize("i", range(2))
+def test_db(i):
+    time.sleep(0.5)
+
+@pytest.mark.parametrize("i", range(4))
+def test_free(i):
+    time.sleep(0.25)
+"""
+    )
+    result = suite.runpytest_subprocess("-p", "isolate", "-n", "2")
+    result.assert_outcomes(passed=6)
+    (line,) = [line for line in result.stdout.lines if line.startswith("isolate: ")]
+    match = re.fullmatch(
+        r"isolate: 2 workers, 1 domains \+ 4 free tests, wall (?P<wall>[\d.]+)s, "
+        r"test time (?P<work>[\d.]+)s, speedup (?P<speedup>[\d.]+)x, "
+        r"efficiency (?P<eff>\d+)%; longest domain (?P<longest>[\d.]+)s "
+        r"\(test_mixed.py::test_db\[0\] \+1\)(: it bounds the run, split it to go faster)?",
+        line,
+    )
+    assert match, line
+    wall, work = float(match["wall"]), float(match["work"])
+    assert 2.0 <= work < 3.0  # 2 x 0.5 s + 4 x 0.25 s of sleeping, plus overhead
+    assert 1.0 <= float(match["longest"]) < 1.5
+    assert float(match["speedup"]) == pytest.approx(work / wall, abs=0.01)
+    assert int(match["eff"]) == pytest.approx(100 * work / wall / 2, abs=1)
+
+
+def test_timeline_page_renders_a_bar_for_every_test(suite: pytest.Pytester) -> None:
+    from tests.browser import render
+
+    result = suite.runpytest_subprocess(
+        "-p", "isolate", "-n", "3", "-p", "no:randomly", "--isolate-timeline", "run.html"
+    )
+    result.assert_outcomes(passed=8, failed=3, errors=1, skipped=1, xfailed=1, xpassed=1)
+    page = suite.path / "run.html"
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html
+    dom = render(page, suite.path / "run.png")
+    bars = re.findall(r'class="bar[^"]*"[^>]*data-nodeid="([^"]+)"', dom)
+    bars += re.findall(r'data-nodeid="([^"]+)"[^>]*class="bar[^"]*"', dom)
+    assert len(set(bars)) == 15, bars  # every collected test, one bar each
+    assert "test_mixed.py::TestDb::test_c" in bars
+    assert (suite.path / "run.png").stat().st_size > 1000
