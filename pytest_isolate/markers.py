@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import pytest
 
 from .claims import Declaration, DeclarationError, TestClaims, parse_declaration
+from .timeouts import TimeoutError_, parse_timeout
 
 MARKERS = (
     "resource(*names, mode='exclusive'): the test uses these shared resources; no two tests "
@@ -20,6 +21,8 @@ MARKERS = (
     "'dir:PATH' names a directory (conflicts with its parents and children), 'port:N' a port. "
     "Provided by pytest-isolate.",
     "serial: run this test with no other test running. Provided by pytest-isolate.",
+    "isolate_timeout(seconds): under -n, stop this test's worker after that many seconds and "
+    "fail the test with its stack. Provided by pytest-isolate.",
 )
 
 CLAIMS_KEY = pytest.StashKey[TestClaims]()
@@ -47,16 +50,33 @@ def claims_of(item: pytest.Item, capacity: Mapping[str, int]) -> TestClaims:
     return claims
 
 
-def validate(report: pytest.CollectReport, capacity: Mapping[str, int]) -> None:
-    """Fail a collector's report when one of its items declares something malformed."""
-    faults = []
-    for node in report.result:
-        if isinstance(node, pytest.Item):
-            try:
-                claims_of(node, capacity)
-            except DeclarationError as exc:
-                faults.append(f"{node.nodeid}: {exc}")
-    if faults:
-        report.outcome = "failed"
-        report.longrepr = "pytest-isolate: malformed declaration\n" + "\n".join(faults)
-        report.result = []
+def timeout_of(item: pytest.Item, default: float | None) -> float | None:
+    """The test's timeout: its ``isolate_timeout`` mark, else the option's value."""
+    mark = item.get_closest_marker("isolate_timeout")
+    if mark is None:
+        return default
+    raw = mark.args[0] if mark.args else mark.kwargs.get("seconds")
+    return parse_timeout(raw, "isolate_timeout()")
+
+
+def malformed(items: list[pytest.Item], capacity: Mapping[str, int]) -> list[pytest.CollectReport]:
+    """A failed collect report for every item whose declarations are malformed.
+
+    The caller removes those items and hands the reports to pytest, which counts them as
+    collection errors: the run stops before any test starts, naming each test and fault.
+    """
+    reports = []
+    for item in items:
+        try:
+            claims_of(item, capacity)
+            timeout_of(item, None)
+        except (DeclarationError, TimeoutError_) as exc:
+            reports.append(
+                pytest.CollectReport(
+                    item.nodeid,
+                    "failed",
+                    f"pytest-isolate: malformed declaration\n{item.nodeid}: {exc}",
+                    [],
+                )
+            )
+    return reports

@@ -10,18 +10,21 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import database, durations, markers, ports, transport, wire
 from .autoscale import Decision, choose_workers
-from .claims import DeclarationError, parse_capacity
+from .claims import DeclarationError, TestClaims, parse_capacity
 from .database import WorkerDatabase
+from .markers import timeout_of
 from .plan import plan_collection
 from .planreport import format_plan
 from .ports import PortBlock
 from .reporter import Reporter
+from .timeouts import TimeoutError_, Watchdog, parse_timeout, read_stack, stop_group
 from .worker import IsolateWorker, Provisioner, Settings, new_run_id, release_database
 
 if TYPE_CHECKING:
@@ -57,6 +60,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "isolate_durations",
         default="",
         help="default for --isolate-durations",
+    )
+    group.addoption(
+        "--isolate-timeout",
+        metavar="SECONDS",
+        default=None,
+        help="under -n: stop the worker of a test that runs longer, fail the test with its "
+        "stack, and go on (per test: @pytest.mark.isolate_timeout(S))",
     )
     group.addoption(
         "--isolate-timeline",
@@ -162,13 +172,17 @@ def pytest_configure(config: pytest.Config) -> None:
         capacity = parse_capacity(config.getini("isolate_capacity"))
     except DeclarationError as exc:
         raise pytest.UsageError(str(exc)) from exc
+    try:
+        timeout = parse_timeout(config.getoption("isolate_timeout"), "--isolate-timeout")
+    except TimeoutError_ as exc:
+        raise pytest.UsageError(str(exc)) from exc
     settings = read_settings(config)
     if not _is_worker(config) and settings.db_url and not config.getoption("isolate_plan"):
         try:
             database.check_server(settings.db_url)
         except database.DatabaseError as exc:
             raise pytest.UsageError(str(exc)) from exc
-    state = IsolateState(config, capacity, settings)
+    state = IsolateState(config, capacity, settings, timeout)
     config.pluginmanager.register(state, "isolate-state")
     if not state.is_worker:
         config.pluginmanager.register(Reporter(config, state.measured), "isolate-reporter")
@@ -214,8 +228,17 @@ def read_settings(config: pytest.Config) -> Settings:
 class IsolateState:
     """Per-process state: capacity table, recorded and measured durations."""
 
-    def __init__(self, config: pytest.Config, capacity: dict[str, int], settings: Settings) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        capacity: dict[str, int],
+        settings: Settings,
+        timeout: float | None = None,
+    ) -> None:
         self.config = config
+        self.timeout = timeout
+        self.watchdog: Watchdog | None = None
+        self.malformed = 0
         self.capacity = capacity
         self.settings = settings
         self.is_worker = _is_worker(config)
@@ -246,6 +269,20 @@ class IsolateState:
             raise pytest.UsageError(f"pytest-isolate: {exc}") from exc
         if self.is_worker:
             transport.send("worker", worker.to_message())
+            # Its own process group, so a timed-out test's leftovers can be stopped together.
+            os.setpgid(0, 0)
+        self.watchdog = Watchdog(basetemp / "isolate", hard=self.is_worker)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        seconds = timeout_of(item, self.timeout) if self.watchdog else None
+        if seconds is None or self.watchdog is None:
+            return (yield)
+        self.watchdog.arm(item.nodeid, seconds)
+        try:
+            return (yield)
+        finally:
+            self.watchdog.disarm()
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -259,19 +296,39 @@ class IsolateState:
         return self.provisioner.worker
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        # First, so -k/-m deselection cannot hide a malformed declaration.
+        errors = markers.malformed(items, self.capacity)
+        self.malformed = len(errors)
+        if errors:
+            bad = {report.nodeid for report in errors}
+            items[:] = [item for item in items if item.nodeid not in bad]
+            for report in errors:
+                config.hook.pytest_collectreport(report=report)
+
+    def _claims(self, item: pytest.Item) -> TestClaims:
+        try:
+            return markers.claims_of(item, self.capacity)
+        except DeclarationError:
+            # Already a collection error (see markers.validate); pytest stops after collection.
+            return TestClaims()
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         items = session.items
         if self.is_worker:
-            claims = [markers.claims_of(item, self.capacity) for item in items]
-            transport.send("claims", wire.encode(claims))
+            claims = [self._claims(item) for item in items]
+            transport.send("claims", wire.encode(claims, self.malformed))
         elif self.config.getoption("isolate_plan"):
             self._print_plan(items)
         elif not self.config.pluginmanager.hasplugin("dsession"):
-            claims = [markers.claims_of(item, self.capacity) for item in items]
+            claims = [self._claims(item) for item in items]
             _reporter(self.config).set_collection([item.nodeid for item in items], claims)
 
     def _print_plan(self, items: list[pytest.Item]) -> None:
-        claims = [markers.claims_of(item, self.capacity) for item in items]
+        claims = [self._claims(item) for item in items]
         nodeids = [item.nodeid for item in items]
         workers = self.config.stash.get(PLAN_WORKERS, 1)
         planned = plan_collection(nodeids, claims, self.recorded, workers)
@@ -354,6 +411,24 @@ class XdistHooks:
     ) -> None:
         claims = wire.decode(self.inbox.wait(node.gateway.id, "claims"))
         _reporter(self.state.config).set_collection(ids, claims)
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
+        """A worker that timed out looks like a crash to xdist: say what really happened."""
+        node = getattr(report, "node", None)
+        if node is None:
+            return
+        message = self.inbox.get(node.gateway.id, "worker")
+        if message is None:
+            return
+        found = read_stack(Path(message["tmp_path"]).parent, crashitem)
+        if found is None:
+            return
+        seconds, stack = found
+        stop_group(int(message["pid"]))
+        report.longrepr = (
+            f"Timeout: {crashitem} ran longer than {seconds:g}s (--isolate-timeout or "
+            f"isolate_timeout); its worker {node.gateway.id} was stopped.\n\n{stack}"
+        )
 
     def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
         self.slots.pop(node.gateway.id, None)

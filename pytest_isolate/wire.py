@@ -23,7 +23,8 @@ VERSION = 1
 _PLAIN = TestClaims()
 
 
-def encode(tests: Sequence[TestClaims]) -> dict[str, Any]:
+def encode(tests: Sequence[TestClaims], malformed: int = 0) -> dict[str, Any]:
+    """``malformed``: how many tests the worker dropped for malformed declarations."""
     sparse = {
         index: (
             [[c.kind, c.key, c.mode] for c in test.claims],
@@ -33,7 +34,11 @@ def encode(tests: Sequence[TestClaims]) -> dict[str, Any]:
         for index, test in enumerate(tests)
         if not test.is_plain
     }
-    return {"version": VERSION, "count": len(tests), "claims": sparse}
+    return {"version": VERSION, "count": len(tests), "claims": sparse, "malformed": malformed}
+
+
+def malformed(message: Any) -> int:
+    return int(message.get("malformed", 0)) if isinstance(message, dict) else 0
 
 
 def decode(message: Any) -> list[TestClaims]:

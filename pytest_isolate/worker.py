@@ -8,6 +8,7 @@ the ``pytest_isolate_setup_worker`` hook. :class:`Provisioner` undoes all of it 
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ class IsolateWorker:
             "ports": [self.ports.start, self.ports.stop],
             "db": [self.db.url, self.db.name, self.db.backend],
             "extra": self.extra,
+            "pid": os.getpid(),
         }
 
     @classmethod

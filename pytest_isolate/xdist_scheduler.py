@@ -38,6 +38,7 @@ class IsolateScheduling:
         recorded: Mapping[str, float],
     ) -> None:
         self.log = log.isolatesched
+        self._config = config
         self._numnodes = len(parse_tx_spec_config(config))
         self._inbox = inbox
         self._capacity = capacity
@@ -79,7 +80,11 @@ class IsolateScheduling:
 
     def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
         self._collections[node] = list(collection)
-        self._claims[node] = wire.decode(self._inbox.wait(node.gateway.id, "claims"))
+        message = self._inbox.wait(node.gateway.id, "claims")
+        self._claims[node] = wire.decode(message)
+        if wire.malformed(message):
+            # The worker reported them as collection errors; as in-process, nothing runs.
+            self._stop_run(f"{wire.malformed(message)} error(s) during collection")
         if self._collection is not None and (
             self._collections[node] != self._collection
             or self._claims[node] != self._claims[self._nodes[0]]
@@ -141,6 +146,12 @@ class IsolateScheduling:
         for node in self._nodes:
             self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
         self.log(f"planned {len(planned.plan.units)} units on {len(self._nodes)} workers")
+
+    def _stop_run(self, reason: str) -> None:
+        self._aborted = True
+        dsession = self._config.pluginmanager.get_plugin("dsession")
+        if dsession is not None and not dsession.shouldstop:
+            dsession.shouldstop = reason
 
     def _abort(self, reason: str) -> None:
         # Workers must collect identically (randomized or time-dependent parametrization

@@ -1,0 +1,125 @@
+"""Faults that must cost only the test at fault: hangs past --isolate-timeout, bad input."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+HANGS = """
+import ctypes, os, subprocess, threading, time
+import pytest
+
+def test_before():
+    pass
+
+@pytest.mark.resource("db")
+def test_deadlock():
+    lock = threading.Lock()
+    lock.acquire()
+    lock.acquire()  # never returns: no signal.alarm-based timeout can get it out
+
+@pytest.mark.resource("db")
+def test_rest_of_the_domain():
+    pass
+
+@pytest.mark.isolate_timeout(1)
+def test_stuck_in_c_with_a_child():
+    child = subprocess.Popen(["sleep", "60"])
+    with open("child.pid", "w") as f:
+        f.write(str(child.pid))
+    ctypes.CDLL(None).sleep(30)  # C code, the GIL released, no Python frame to interrupt
+
+def test_after():
+    pass
+"""
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_hung_tests_fail_with_their_stack_and_the_run_goes_on(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_hangs=HANGS)
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "--isolate-timeout", "2", "-rf"
+    )
+    # Every collected test has exactly one outcome.
+    result.assert_outcomes(passed=3, failed=2)
+    out = result.stdout.str()
+    assert "Timeout: test_hangs.py::test_deadlock ran longer than 2s" in out
+    assert "Timeout: test_hangs.py::test_stuck_in_c_with_a_child ran longer than 1s" in out
+    # The stacks point at the lines where each test hung.
+    assert 'test_hangs.py", line 11 in test_deadlock' in out
+    assert 'test_hangs.py", line 22 in test_stuck_in_c_with_a_child' in out
+    child = int((pytester.path / "child.pid").read_text())
+    assert not alive(child), "the timed-out test's child process was left running"
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--isolate-timeout", "soon"], "--isolate-timeout: 'soon' is not a positive number"),
+        (["--isolate-timeout", "-3"], "--isolate-timeout: '-3' is not a positive number"),
+        (["--isolate-ports-per-worker", "0"], "'0' is not a whole number from 1 to 10000"),
+        (["--isolate-db-url", "mysql://x/y"], "--isolate-db-url"),
+        (["-o", "isolate_capacity=gpu"], "isolate_capacity: 'gpu' is not NAME:COUNT"),
+    ],
+)
+def test_bad_options_are_one_usage_error(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "passed" not in result.stdout.str()
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("mark", "fault"),
+    [
+        ('resource("db", mode="sometimes")', "mode='sometimes' is unknown"),
+        ('resource("port:http")', "'port:http' is not a port number"),
+        ("resource()", "needs at least one resource name"),
+        ('resource("")', "names must be non-empty strings"),
+        ('resource("db", moed="shared")', "unknown keyword argument(s): moed"),
+        ('isolate_timeout("never")', "isolate_timeout(): 'never' is not a positive number"),
+    ],
+)
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
+def test_malformed_declarations_are_collection_errors_naming_the_test(
+    pytester: pytest.Pytester, mark: str, fault: str, workers: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_bad=f"""
+import pytest
+
+def test_fine():
+    pass
+
+@pytest.mark.{mark}
+def test_wrong():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", *workers)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    (line,) = [line for line in result.stdout.lines if line.startswith("test_bad.py::test_wrong: ")]
+    assert fault in line
+    assert "test_fine PASSED" not in out and " passed" not in out
+    assert os.path.exists(pytester.path / "test_bad.py")
