@@ -2,8 +2,8 @@
 
 Input: a collected :class:`pytest.Item` (its own, class and module marks, via
 ``iter_markers``). Output: :class:`~pytest_isolate.claims.TestClaims`, stored on the item.
-A malformed declaration turns the collector's report into a collection error that names the
-test and the fault, so nothing runs.
+A malformed declaration becomes a failed collect report naming the test and the fault
+(:func:`malformed`), so nothing runs.
 """
 
 from __future__ import annotations

@@ -34,9 +34,14 @@ def format_plan(
     recorded: int,
 ) -> list[str]:
     workers = len(plan.queues)
-    free = sum(1 for unit in plan.units if len(unit.tests) == 1)
+    # As in the closing line: a domain joins two or more tests by their claims; a unit of
+    # plain tests is a chunk of module neighbours, and its tests are free.
+    domains = [
+        u for u in plan.units if len(u.tests) > 1 and not all(claims[i].is_plain for i in u.tests)
+    ]
+    free = len(nodeids) - sum(len(u.tests) for u in domains)
     lines = [
-        f"pytest-isolate plan: {len(nodeids)} tests, {len(plan.units) - free} domains "
+        f"pytest-isolate plan: {len(nodeids)} tests, {len(domains)} domains "
         f"and {free} free tests, {recorded} with recorded durations, {workers} worker(s)",
         "",
         "domains (priority order):",

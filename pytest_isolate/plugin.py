@@ -269,8 +269,10 @@ class IsolateState:
             raise pytest.UsageError(f"pytest-isolate: {exc}") from exc
         if self.is_worker:
             transport.send("worker", worker.to_message())
-            # Its own process group, so a timed-out test's leftovers can be stopped together.
-            os.setpgid(0, 0)
+            if self.timeout is not None:
+                # Its own process group, so a timed-out test's leftovers can be stopped
+                # together. Only then: the terminal's Ctrl-C reaches the foreground group.
+                os.setpgid(0, 0)
         self.watchdog = Watchdog(basetemp / "isolate", hard=self.is_worker)
 
     @pytest.hookimpl(wrapper=True)
@@ -312,7 +314,7 @@ class IsolateState:
         try:
             return markers.claims_of(item, self.capacity)
         except DeclarationError:
-            # Already a collection error (see markers.validate); pytest stops after collection.
+            # Already a collection error (markers.malformed); pytest stops after collection.
             return TestClaims()
 
     @pytest.hookimpl(tryfirst=True)

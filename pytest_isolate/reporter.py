@@ -84,13 +84,13 @@ class Reporter:
         try:
             return (yield)
         finally:
-            if self.nodeids and not self.config.getoption("isolate_plan"):
+            if self._ran():
                 work = sum(self.measured.get(nodeid, 0.0) for nodeid in self.nodeids)
                 durations.store_run(
                     self.config, RunHistory(work, len(self.domains), len(self.nodeids))
                 )
             timeline = self.config.getoption("isolate_timeline")
-            if timeline and self.nodeids and not self.config.getoption("isolate_plan"):
+            if timeline and self._ran():
                 self.write_timeline(Path(timeline))
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -100,8 +100,13 @@ class Reporter:
         try:
             return (yield)
         finally:
-            if self.nodeids and not self.config.getoption("isolate_plan"):
+            if self._ran():
                 self._write_closing_line()
+
+    def _ran(self) -> bool:
+        """Tests were collected to run (not --collect-only, not --isolate-plan)."""
+        option = self.config.option
+        return bool(self.nodeids) and not (option.isolate_plan or option.collectonly)
 
     def _sort_reports(self) -> None:
         if not self.positions:

@@ -428,3 +428,32 @@ def test_format_plan_describes_claims(claims: TestClaims, description: str) -> N
     result = plan_collection(["t.py::x"], [claims], {}, workers=1)
     lines = format_plan(result.plan, ["t.py::x"], [claims], result.estimates, result.recorded)
     assert lines[3] == f"  [1] 0.010s  1 test(s)  {description}"
+
+
+def test_group_neighbours_chunks_consecutive_free_tests_of_one_module() -> None:
+    from pytest_isolate.plan import group_neighbours
+
+    nodeids = ["a.py::t0", "a.py::t1", "a.py::t2", "b.py::t0", "a.py::t3", "a.py::t4"]
+    plain = TestClaims()
+    claims = [plain, plain, TestClaims(serial=True), plain, plain, plain]
+    estimates = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    domains = [(i,) for i in range(6)]
+    # Cap 2 s: a chunk holds at most two 1 s tests; a declaring test or another module ends it.
+    assert group_neighbours(domains, nodeids, claims, estimates, cap=2.0) == [
+        (0, 1),
+        (2,),
+        (3,),
+        (4, 5),
+    ]
+    assert group_neighbours(domains, nodeids, claims, estimates, cap=0.5) == [
+        (i,) for i in range(6)
+    ]
+    # Multi-test domains are kept whole and break chunks.
+    assert group_neighbours(
+        [(0, 4), (1,), (2,), (3,), (5,)], nodeids, [plain] * 6, estimates, 9
+    ) == [
+        (0, 4),
+        (1, 2),
+        (3,),
+        (5,),
+    ]
