@@ -8,6 +8,8 @@ supplies the scheduler unless ``--dist`` was given.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections import defaultdict
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from .plan import plan_collection
 from .planreport import format_plan
 from .ports import PortBlock
 from .reporter import Reporter
+from .runs import RunRegistry, drop_run_databases
 from .timeouts import TimeoutError_, Watchdog, parse_timeout, read_stack, stop_group
 from .worker import IsolateWorker, Provisioner, Settings, new_run_id, release_database
 
@@ -153,9 +156,18 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return decision.workers
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
     decision = config.stash.get(AUTO_DECISION, None)
-    return f"isolate: -n auto: {decision.reason}" if decision else None
+    if decision:
+        lines.append(f"isolate: -n auto: {decision.reason}")
+    reclaimed = config.stash.get(RECLAIMED, [])
+    if reclaimed:
+        lines.append(
+            f"isolate: dropped {len(reclaimed)} database(s) left by killed runs: "
+            + ", ".join(reclaimed)
+        )
+    return lines
 
 
 def _requested_workers(config: pytest.Config) -> int:
@@ -182,12 +194,58 @@ def pytest_configure(config: pytest.Config) -> None:
             database.check_server(settings.db_url)
         except database.DatabaseError as exc:
             raise pytest.UsageError(str(exc)) from exc
+    if not _is_worker(config) and not (
+        config.getoption("isolate_plan") or config.getoption("collectonly")
+    ):
+        _start_run(config, settings)
     state = IsolateState(config, capacity, settings, timeout)
     config.pluginmanager.register(state, "isolate-state")
     if not state.is_worker:
         config.pluginmanager.register(Reporter(config, state.measured), "isolate-reporter")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
+
+
+RECLAIMED = pytest.StashKey[list[str]]()
+RUN_ID = pytest.StashKey[str]()
+SIGTERM_BEFORE = pytest.StashKey[Any]()
+
+
+def _start_run(config: pytest.Config, settings: Settings) -> None:
+    """The controller (or in-process run): clean up after killed runs, register this one."""
+    run_id = new_run_id()
+    config.stash[RUN_ID] = run_id
+    if settings.db_url:
+        registry = RunRegistry()
+        config.stash[RECLAIMED] = registry.reclaim()
+        registry.register(run_id, settings.db_url)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a CI job cancelled, say) ends the run as Ctrl-C does: workers stopped,
+        # databases dropped, leases released, and pytest's summary of what finished.
+        config.stash[SIGTERM_BEFORE] = signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def _end_run(config: pytest.Config) -> None:
+    before = config.stash.get(SIGTERM_BEFORE, None)
+    if before is not None:
+        signal.signal(signal.SIGTERM, before)
+    run_id = config.stash.get(RUN_ID, None)
+    state = config.pluginmanager.get_plugin("isolate-state")
+    if run_id is None or not isinstance(state, IsolateState) or not state.settings.db_url:
+        return
+    if not state.settings.keep_db:
+        # Workers drop their own; this catches those killed before they could.
+        try:
+            drop_run_databases(state.settings.db_url, run_id)
+        except database.DatabaseError as exc:
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"isolate: could not drop this run's databases: {exc}")
+    RunRegistry().unregister(run_id)
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -243,7 +301,9 @@ class IsolateState:
         self.settings = settings
         self.is_worker = _is_worker(config)
         workerinput = getattr(config, "workerinput", {})
-        self.run_id: str = workerinput.get("isolate_run_id") or new_run_id()
+        self.run_id: str = (
+            workerinput.get("isolate_run_id") or config.stash.get(RUN_ID, None) or new_run_id()
+        )
         self.recorded: dict[str, float] = {} if self.is_worker else durations.load(config)
         self.measured: dict[str, float] = defaultdict(float)
         self.provisioner = Provisioner(settings, config.hook)
@@ -359,6 +419,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if isinstance(reporter, Reporter):
         reporter.rewrite_junitxml()
         reporter.rewrite_report_log()
+    _end_run(config)
 
 
 def _reporter(config: pytest.Config) -> Reporter:

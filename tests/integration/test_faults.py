@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+
+from pytest_isolate.leases import Leases, is_alive
+from tests.postgres import postgres_url
 
 HANGS = """
 import ctypes, os, subprocess, threading, time
@@ -123,3 +131,126 @@ def test_wrong():
     assert fault in line
     assert "test_fine PASSED" not in out and " passed" not in out
     assert os.path.exists(pytester.path / "test_bad.py")
+
+
+SLOW = """
+import os, time, pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_slow(i, isolate_db, isolate_worker):
+    name = f"started-{isolate_worker.slot}-{i}"
+    with open(os.path.join(os.environ["RECORD_DIR"], name), "w") as f:
+        f.write(isolate_db.name)
+    time.sleep(30)
+"""
+
+
+def _start(pytester: pytest.Pytester, server: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "isolate",
+            "-n",
+            "2",
+            "--isolate-db-url",
+            server,
+            "-p",
+            "no:cacheprovider",
+            "test_slow.py",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_for(records: Path, count: int) -> list[str]:
+    deadline = time.monotonic() + 60
+    while len(list(records.glob("started-*"))) < count:
+        assert time.monotonic() < deadline, "the run never started its tests"
+        time.sleep(0.1)
+    return sorted({p.read_text() for p in records.glob("started-*")})
+
+
+@pytest.fixture
+def slow_suite(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, clean_env: None
+) -> tuple[pytest.Pytester, Path, str]:
+    records = pytester.path / "_records"
+    records.mkdir()
+    monkeypatch.setenv("RECORD_DIR", str(records))
+    monkeypatch.setenv("PYTEST_ISOLATE_LEASE_DIR", str(pytester.path / "_leases"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    pytester.makepyfile(test_slow=SLOW)
+    return pytester, records, postgres_url()
+
+
+def test_sigterm_to_the_controller_cleans_up_and_reports(
+    slow_suite: tuple[pytest.Pytester, Path, str],
+) -> None:
+    pytester, records, server = slow_suite
+    run = _start(pytester, server)
+    names = _wait_for(records, 2)
+    assert len(names) == 2 and set(names) <= databases(server)
+    os.kill(run.pid, signal.SIGTERM)
+    out, _ = run.communicate(timeout=60)
+    text = out.decode()
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, text
+    assert "KeyboardInterrupt" in text or "Interrupted" in text
+    assert not set(names) & databases(server), "a worker database survived SIGTERM"
+    leases = Leases("ports", pytester.path / "_leases").held()
+    assert not [h for _, h in leases.values() if is_alive(h)], "a live port lease remains"
+    assert not _group_alive(run.pid), "a worker outlived the controller"
+
+
+def test_sigkill_leaves_databases_that_the_next_run_drops(
+    slow_suite: tuple[pytest.Pytester, Path, str],
+) -> None:
+    pytester, records, server = slow_suite
+    run = _start(pytester, server)
+    names = _wait_for(records, 2)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    time.sleep(0.5)
+    assert set(names) <= databases(server)  # nobody could clean up
+
+    pytester.makepyfile(test_slow="def test_quick(isolate_db):\n    pass\n")
+    again = pytester.runpytest_subprocess("-p", "isolate", "--isolate-db-url", server)
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["isolate: dropped 2 database(s) left by killed runs: *"])
+    assert not set(names) & databases(server)
+
+
+def databases(server: str) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        return {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
+
+
+def _group_alive(pgid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        # Zombies still count for killpg; look for a live member.
+        members = [p for p in os.listdir("/proc") if p.isdigit() and _in_group(int(p), pgid)]
+        if not members:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _in_group(pid: int, pgid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return fields[0] != "Z" and int(fields[2]) == pgid
