@@ -21,12 +21,15 @@ from . import database, durations, markers, ports, transport, wire
 from .autoscale import Decision, choose_workers
 from .claims import DeclarationError, TestClaims, parse_capacity
 from .database import WorkerDatabase
+from .domains import build_domains
 from .markers import timeout_of
-from .plan import plan_collection
+from .plan import estimate_durations, plan_collection
 from .planreport import format_plan
 from .ports import PortBlock
 from .reporter import Reporter
 from .runs import RunRegistry, drop_run_databases
+from .shard import parse_shard
+from .shard import select as shard_select
 from .timeouts import TimeoutError_, Watchdog, parse_timeout, read_stack, stop_group
 from .worker import IsolateWorker, Provisioner, Settings, new_run_id, release_database
 
@@ -63,6 +66,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "isolate_durations",
         default="",
         help="default for --isolate-durations",
+    )
+    group.addoption(
+        "--isolate-shard",
+        metavar="K/N",
+        default=None,
+        help="run shard K (1-based) of N: whole domains, balanced by recorded durations, "
+        "the same split on every machine",
     )
     group.addoption(
         "--isolate-timeout",
@@ -188,6 +198,12 @@ def pytest_configure(config: pytest.Config) -> None:
         timeout = parse_timeout(config.getoption("isolate_timeout"), "--isolate-timeout")
     except TimeoutError_ as exc:
         raise pytest.UsageError(str(exc)) from exc
+    raw_shard = config.getoption("isolate_shard")
+    if raw_shard:
+        try:
+            parse_shard(raw_shard)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from exc
     settings = read_settings(config)
     if not _is_worker(config) and settings.db_url and not config.getoption("isolate_plan"):
         try:
@@ -304,7 +320,10 @@ class IsolateState:
         self.run_id: str = (
             workerinput.get("isolate_run_id") or config.stash.get(RUN_ID, None) or new_run_id()
         )
-        self.recorded: dict[str, float] = {} if self.is_worker else durations.load(config)
+        # Workers need history only to compute the same shard as everyone else.
+        needs_history = not self.is_worker or config.getoption("isolate_shard")
+        self.recorded: dict[str, float] = durations.load(config) if needs_history else {}
+        self.shard_note: str | None = None
         self.measured: dict[str, float] = defaultdict(float)
         self.provisioner = Provisioner(settings, config.hook)
 
@@ -346,8 +365,18 @@ class IsolateState:
         finally:
             self.watchdog.disarm()
 
+    def pytest_report_collectionfinish(self) -> str | None:
+        return self.shard_note
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        raw = self.config.getoption("isolate_shard")
+        if raw and not self.is_worker and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            # More shards than domains: this job has nothing to do, which is not a failure.
+            session.exitstatus = pytest.ExitCode.OK
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"isolate: shard {raw} has no tests to run")
         self.provisioner.teardown()
         if not self.is_worker and not self.config.getoption("isolate_plan"):
             durations.store(self.config, self.measured)
@@ -357,11 +386,11 @@ class IsolateState:
             raise RuntimeError("pytest-isolate: this process has no worker resources")
         return self.provisioner.worker
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-    ) -> None:
-        # First, so -k/-m deselection cannot hide a malformed declaration.
+    ) -> Generator[None, None, None]:
+        # Validation first, so -k/-m deselection cannot hide a malformed declaration.
         errors = markers.malformed(items, self.capacity)
         self.malformed = len(errors)
         if errors:
@@ -369,6 +398,26 @@ class IsolateState:
             items[:] = [item for item in items if item.nodeid not in bad]
             for report in errors:
                 config.hook.pytest_collectreport(report=report)
+        result = yield
+        # Sharding last, over what -k/-m and other plugins left.
+        if config.getoption("isolate_shard") and items:
+            self._keep_shard(config, items)
+        return result
+
+    def _keep_shard(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        k, n = parse_shard(config.getoption("isolate_shard"))
+        nodeids = [item.nodeid for item in items]
+        domains = build_domains([self._claims(item) for item in items])
+        estimates, _ = estimate_durations(nodeids, self.recorded)
+        keep = shard_select(domains, nodeids, estimates, k, n)
+        dropped = [item for i, item in enumerate(items) if i not in keep]
+        self.shard_note = (
+            f"isolate: shard {k}/{n}: {len(items) - len(dropped)} of {len(items)} tests, "
+            f"{len(domains)} domains in all"
+        )
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for i, item in enumerate(items) if i in keep]
 
     def _claims(self, item: pytest.Item) -> TestClaims:
         try:
@@ -396,6 +445,8 @@ class IsolateState:
         planned = plan_collection(nodeids, claims, self.recorded, workers)
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
         lines = format_plan(planned.plan, nodeids, claims, planned.estimates, planned.recorded)
+        if self.shard_note:
+            lines.insert(1, self.shard_note)  # the plan covers this shard's share only
         if reporter is not None:
             reporter.ensure_newline()
             for line in lines:
