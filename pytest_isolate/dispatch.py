@@ -80,7 +80,7 @@ class Dispatcher:
         claims: Sequence[TestClaims],
         estimates: Sequence[float],
         capacity: Mapping[str, int],
-        max_depth: int = 16,
+        max_depth: int = 64,
         buffer_seconds: float = 0.05,
     ) -> None:
         self._claims = claims
@@ -192,6 +192,8 @@ class Dispatcher:
 
     def _top_up(self, worker: _Worker, actions: list[Action], steal: bool) -> None:
         sent: list[int] = []
+        if worker.parked is not None and not self._below_low_water(worker):
+            return
         while not worker.shutdown:
             parked = worker.parked
             if parked is not None and not (
@@ -207,6 +209,15 @@ class Dispatcher:
             self._send(worker, test, sent)
         if sent:
             actions.append(Send(worker.name, tuple(sent)))
+
+    def _below_low_water(self, worker: _Worker) -> bool:
+        # Refill in batches: once a worker of short tests has half its queue, leave it until
+        # it drops below that, so one message carries many tests instead of one per test.
+        if worker.released < 2:
+            return True
+        return (
+            worker.released < self._max_depth // 2 and worker.released_estimate < self._buffer / 2
+        )
 
     def _wants_more(self, worker: _Worker) -> bool:
         # Two released tests keep a worker busy while the controller answers; more only help

@@ -43,7 +43,8 @@ class IsolateScheduling:
         self._inbox = inbox
         self._capacity = capacity
         self._recorded = recorded
-        self._max_depth = 2 if config.getoption("maxfail", 0) else 16
+        # Short queues keep -x/--maxfail prompt (xdist #420); else the dispatcher's default.
+        self._max_depth = 2 if config.getoption("maxfail", 0) else 64
         self._nodes: list[WorkerController] = []
         self._collections: dict[WorkerController, list[str]] = {}
         self._claims: dict[WorkerController, list[TestClaims]] = {}
