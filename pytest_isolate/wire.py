@@ -18,7 +18,7 @@ from .claims import Claim, TestClaims
 
 #: Bumped whenever the format changes, so a controller and a worker of different
 #: versions fail loudly instead of misreading each other.
-VERSION = 1
+VERSION = 2  # 2: the malformed count
 
 _PLAIN = TestClaims()
 

@@ -79,7 +79,18 @@ def test_round_trip(tests: list[TestClaims]) -> None:
     ],
 )
 def test_encode_is_sparse(tests: list[TestClaims], payload: dict[int, Any]) -> None:
-    assert wire.encode(tests) == {"version": wire.VERSION, "count": len(tests), "claims": payload}
+    assert wire.encode(tests) == {
+        "version": wire.VERSION,
+        "count": len(tests),
+        "claims": payload,
+        "malformed": 0,
+    }
+
+
+def test_the_malformed_count_travels() -> None:
+    message = wire.encode([PLAIN], malformed=3)
+    assert wire.malformed(message) == 3
+    assert wire.malformed(wire.encode([PLAIN])) == 0
 
 
 def test_large_plain_suite_stays_small() -> None:
@@ -109,10 +120,10 @@ def test_round_trip_through_execnet_serializer() -> None:
 @pytest.mark.parametrize(
     ("message", "shown"),
     [
-        pytest.param({"version": 2, "count": 0, "claims": {}}, "'version': 2", id="newer-version"),
+        pytest.param({"version": 3, "count": 0, "claims": {}}, "'version': 3", id="newer-version"),
         pytest.param({"version": 0, "count": 0, "claims": {}}, "'version': 0", id="older-version"),
         pytest.param(
-            {"version": "1", "count": 0, "claims": {}}, "'version': '1'", id="str-version"
+            {"version": "2", "count": 0, "claims": {}}, "'version': '2'", id="str-version"
         ),
         pytest.param({"count": 0, "claims": {}}, "'count': 0", id="no-version"),
         pytest.param([1, 0, {}], "[1, 0, {}]", id="list"),
