@@ -63,10 +63,6 @@ class Checked:
         self.state = pytester.path / "_check"
         self.state.mkdir()
         monkeypatch.setenv("ISOLATE_CHECK_DIR", str(self.state))
-        # The suite under test must not believe it is a worker of the outer run.
-        monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-        monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
-        monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
         pytester.makeconftest(CHECKER)
 
     def run(self, *args: str) -> CheckedRun:
@@ -95,6 +91,22 @@ class Checked:
     def _violations(self) -> list[str]:
         path = self.state / "violations.txt"
         return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def outer_run_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suites under test must not inherit this run's worker identity or resources.
+
+    This very suite runs under pytest-isolate with -n: its workers export PYTEST_XDIST_*,
+    and a DATABASE_URL of their own, which a nested run would otherwise take as its own.
+    """
+    for name in (
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_WORKER_COUNT",
+        "PYTEST_ADDOPTS",
+        "DATABASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -43,12 +43,6 @@ def test_after():
 """
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -57,7 +51,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.usefixtures("clean_env")
 def test_hung_tests_fail_with_their_stack_and_the_run_goes_on(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_hangs=HANGS)
     result = pytester.runpytest_subprocess(
@@ -75,7 +68,6 @@ def test_hung_tests_fail_with_their_stack_and_the_run_goes_on(pytester: pytest.P
     assert not alive(child), "the timed-out test's child process was left running"
 
 
-@pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -96,7 +88,6 @@ def test_bad_options_are_one_usage_error(
     assert "passed" not in result.stdout.str()
 
 
-@pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize(
     ("mark", "fault"),
     [
@@ -178,13 +169,12 @@ def _wait_for(records: Path, count: int) -> list[str]:
 
 @pytest.fixture
 def slow_suite(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, clean_env: None
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[pytest.Pytester, Path, str]:
     records = pytester.path / "_records"
     records.mkdir()
     monkeypatch.setenv("RECORD_DIR", str(records))
     monkeypatch.setenv("PYTEST_ISOLATE_LEASE_DIR", str(pytester.path / "_leases"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
     pytester.makepyfile(test_slow=SLOW)
     return pytester, records, postgres_url()
 

@@ -48,8 +48,6 @@ def run_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     out = pytester.path / "_records"
     out.mkdir()
     monkeypatch.setenv("RECORD_DIR", str(out))
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(test_pg=SUITE)
     return out
 

@@ -57,13 +57,6 @@ def recorded(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path
     out.mkdir()
     monkeypatch.setenv("RECORD_DIR", str(out))
     monkeypatch.setenv("PYTEST_ISOLATE_LEASE_DIR", str(pytester.path / "_leases"))
-    for name in (
-        "PYTEST_XDIST_WORKER",
-        "PYTEST_XDIST_WORKER_COUNT",
-        "PYTEST_ADDOPTS",
-        "DATABASE_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
     pytester.makeconftest(RECORDER)
     return out
 

@@ -106,9 +106,7 @@ def normalized_report_log(path: Path) -> list[dict[str, object]]:
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS"):
-        monkeypatch.delenv(name, raising=False)
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(test_mixed=SUITE)
     return pytester
 

@@ -21,9 +21,7 @@ def test_free(i):
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS"):
-        monkeypatch.delenv(name, raising=False)
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(test_sharded=SUITE)
     return pytester
 
