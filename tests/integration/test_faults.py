@@ -244,3 +244,55 @@ def _in_group(pid: int, pgid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return fields[0] != "Z" and int(fields[2]) == pgid
+
+
+CRASHES = """
+import ctypes, os, signal, time
+import pytest
+
+@pytest.mark.resource("db")
+@pytest.mark.parametrize("i", range(4))
+def test_db(i):
+    time.sleep(0.05)
+    if i == 1:
+        {crash}
+
+@pytest.mark.parametrize("i", range(4))
+def test_free(i):
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [
+        pytest.param("ctypes.string_at(0)", id="segfault"),
+        pytest.param("os._exit(3)", id="os-exit"),
+        pytest.param("os.kill(os.getpid(), signal.SIGKILL)", id="sigkill"),
+    ],
+)
+def test_a_crash_costs_only_its_test_and_the_domain_goes_on(
+    pytester: pytest.Pytester, crash: str
+) -> None:
+    pytester.makepyfile(test_crash=CRASHES.replace("{crash}", crash))
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "-v")
+    # Every collected test has exactly one outcome; the rest of the domain ran.
+    result.assert_outcomes(passed=7, failed=1)
+    out = result.stdout.str()
+    assert "crashed while running 'test_crash.py::test_db[1]'" in out
+    for i in (2, 3):
+        assert f"PASSED test_crash.py::test_db[{i}]" in out
+    assert "replacing crashed worker" in out
+
+
+def test_ctrl_c_stops_the_run_and_cleans_up(
+    slow_suite: tuple[pytest.Pytester, Path, str],
+) -> None:
+    pytester, records, server = slow_suite
+    run = _start(pytester, server)
+    names = _wait_for(records, 2)
+    os.killpg(run.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
+    assert not set(names) & databases(server), "a worker database survived Ctrl-C"
+    assert not _group_alive(run.pid), "a worker outlived the controller"
