@@ -104,6 +104,7 @@ class Dispatcher:
         self._holders: dict[str, int] = {name: 0 for name in capacity}
         self._total = len(self._unit_of)
         self._done = 0
+        self._finished: set[int] = set()
 
     # -- events -------------------------------------------------------------------------
 
@@ -126,6 +127,7 @@ class Dispatcher:
             raise ValueError(f"{name} completed test {test}, expected {list(worker.pending)[:1]}")
         self._unrelease(worker, worker.pending.popleft())
         worker.serial_pending -= self._claims[test].serial
+        self._finished.add(test)
         self._done += 1
 
     def remove_worker(self, name: str) -> int | None:
@@ -148,6 +150,7 @@ class Dispatcher:
             if self._remaining[unit]:
                 self._enqueue(worker.slot, unit, front=True)
         if crashed is not None:
+            self._finished.add(crashed)
             self._done += 1
         return crashed
 
@@ -155,6 +158,7 @@ class Dispatcher:
         """Run a finished (crashed) test again, first in its unit; for rerun plugins."""
         unit = self._unit_of[test]
         self._remaining[unit].appendleft(test)
+        self._finished.discard(test)
         self._done -= 1
         if unit in self._queued:
             slot, estimate = self._queued[unit]
@@ -170,6 +174,10 @@ class Dispatcher:
     @property
     def finished(self) -> bool:
         return self._done >= self._total
+
+    def never_finished(self) -> list[int]:
+        """Tests that neither completed nor crashed: what a run cut short never ran."""
+        return [test for test in sorted(self._unit_of) if test not in self._finished]
 
     def pending_of(self, name: str) -> tuple[int, ...]:
         return tuple(self._workers[name].pending)

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from xdist.remote import Producer
     from xdist.workermanage import WorkerController
 
+    from .xdist_scheduler import IsolateScheduling
+
 EXPLICIT_DIST = pytest.StashKey[bool]()
 PLAN_WORKERS = pytest.StashKey[int]()
 
@@ -509,6 +511,7 @@ class XdistHooks:
     def __init__(self, state: IsolateState) -> None:
         self.state = state
         self.inbox = transport.Inbox()
+        self.scheduler: IsolateScheduling | None = None
         self.slots: dict[str, int] = {}  # live worker id -> slot
 
     def pytest_configure_node(self, node: WorkerController) -> None:
@@ -556,9 +559,32 @@ class XdistHooks:
         finally:
             release_database(worker, self.state.settings)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        result = yield
+        # Reached only when xdist ended the loop without an interruption (-x and Ctrl-C
+        # raise): tests still unrun then lost their workers, restarts used up. Each gets an
+        # outcome, so every collected test ends with exactly one.
+        if self.scheduler is not None:
+            for nodeid in self.scheduler.never_ran():
+                fspath = nodeid.split("::")[0]
+                report = pytest.TestReport(
+                    nodeid,
+                    (fspath, None, nodeid),
+                    {},
+                    "failed",
+                    "not run: its workers crashed and --max-worker-restart allows no more",
+                    "call",
+                )
+                session.config.hook.pytest_runtest_logreport(report=report)
+        return result
+
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Producer) -> Any:
         if config.stash.get(EXPLICIT_DIST, False):
             return None
         from .xdist_scheduler import IsolateScheduling
 
-        return IsolateScheduling(config, log, self.inbox, self.state.capacity, self.state.recorded)
+        self.scheduler = IsolateScheduling(
+            config, log, self.inbox, self.state.capacity, self.state.recorded
+        )
+        return self.scheduler

@@ -148,6 +148,12 @@ class IsolateScheduling:
             self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
         self.log(f"planned {len(planned.plan.units)} units on {len(self._nodes)} workers")
 
+    def never_ran(self) -> list[str]:
+        """Node ids of the tests this run never finished (workers gone, restarts used up)."""
+        if self._dispatcher is None or self._collection is None or self._aborted:
+            return []
+        return [self._collection[i] for i in self._dispatcher.never_finished()]
+
     def _stop_run(self, reason: str) -> None:
         self._aborted = True
         dsession = self._config.pluginmanager.get_plugin("dsession")

@@ -296,3 +296,36 @@ def test_ctrl_c_stops_the_run_and_cleans_up(
     assert run.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
     assert not set(names) & databases(server), "a worker database survived Ctrl-C"
     assert not _group_alive(run.pid), "a worker outlived the controller"
+
+
+def test_when_restarts_run_out_every_unrun_test_still_gets_an_outcome(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_crash="""
+import os, time, pytest
+
+@pytest.mark.resource("db")
+@pytest.mark.parametrize("i", range(4))
+def test_db(i):
+    time.sleep(0.05)
+    if i == 1:
+        os._exit(3)
+
+@pytest.mark.parametrize("i", range(6))
+def test_free(i):
+    time.sleep(0.3)
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "--max-worker-restart", "0", "-rf"
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes["failed"] == 10  # one outcome per test
+    lines = result.stdout.lines
+    assert any("FAILED test_crash.py::test_db[1] - worker" in line for line in lines)
+    for i in (2, 3):  # the rest of the dead worker's domain is reported, not lost
+        assert any(
+            f"FAILED test_crash.py::test_db[{i}] - not run: its workers crashed" in line
+            for line in lines
+        )
