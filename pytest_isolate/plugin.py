@@ -350,10 +350,6 @@ class IsolateState:
             raise pytest.UsageError(f"pytest-isolate: {exc}") from exc
         if self.is_worker:
             transport.send("worker", worker.to_message())
-            if self.timeout is not None:
-                # Its own process group, so a timed-out test's leftovers can be stopped
-                # together. Only then: the terminal's Ctrl-C reaches the foreground group.
-                os.setpgid(0, 0)
         self.watchdog = Watchdog(basetemp / "isolate", hard=self.is_worker)
 
     @pytest.hookimpl(wrapper=True)
@@ -434,6 +430,12 @@ class IsolateState:
         if self.is_worker:
             claims = [self._claims(item) for item in items]
             transport.send("claims", wire.encode(claims, self.malformed))
+            if self.timeout is not None or any(
+                item.get_closest_marker("isolate_timeout") for item in items
+            ):
+                # Its own process group, so a timed-out test's leftovers can be stopped
+                # together. Only then: the terminal's Ctrl-C reaches the foreground group.
+                os.setpgid(0, 0)
         elif self.config.getoption("isolate_plan"):
             self._print_plan(items)
         elif not self.config.pluginmanager.hasplugin("dsession"):

@@ -68,6 +68,31 @@ def test_hung_tests_fail_with_their_stack_and_the_run_goes_on(pytester: pytest.P
     assert not alive(child), "the timed-out test's child process was left running"
 
 
+@pytest.mark.parametrize("option", [["--isolate-timeout", "60"], []], ids=["option", "marker"])
+def test_the_marker_alone_also_stops_a_hung_tests_children(
+    pytester: pytest.Pytester, option: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_hangs="""
+import ctypes, subprocess, pytest
+
+@pytest.mark.isolate_timeout(1)
+def test_stuck():
+    child = subprocess.Popen(["sleep", "60"])
+    with open("child.pid", "w") as f:
+        f.write(str(child.pid))
+    ctypes.CDLL(None).sleep(30)
+
+def test_fine():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", *option)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "Timeout: test_hangs.py::test_stuck ran longer than 1s" in result.stdout.str()
+    assert not alive(int((pytester.path / "child.pid").read_text()))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
