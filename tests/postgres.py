@@ -32,3 +32,11 @@ def postgres_url() -> str:
             f"{SCRIPT} start failed (exit {proc.returncode}):\n{proc.stderr.strip()}"
         )
     return url
+
+
+def databases(url: str) -> set[str]:
+    """The names of every database on the server behind ``url``."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {name for (name,) in conn.execute("SELECT datname FROM pg_database")}

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pytest_isolate.database import list_run_databases, url_base
-from tests.postgres import postgres_url
+from tests.postgres import databases, postgres_url
 
 SUITE = """
 import json, os, time
@@ -50,11 +50,6 @@ def run_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECORD_DIR", str(out))
     pytester.makepyfile(test_pg=SUITE)
     return out
-
-
-def databases(server: str) -> set[str]:
-    with psycopg.connect(server, autocommit=True) as conn:
-        return {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
 
 
 def rows(out: Path) -> list[dict[str, object]]:
