@@ -160,6 +160,12 @@ def parse_declaration(decl: Declaration, rootdir: str, capacity: Mapping[str, in
     return TestClaims(tuple(sorted(kept)), tuple(sorted(counted)), decl.serial)
 
 
+def unused_capacity(capacity: Mapping[str, int], claims: Iterable[TestClaims]) -> list[str]:
+    """Counted names no test declares: usually a typo in the ini or in a marker."""
+    used = {name for test in claims for name in test.counted}
+    return sorted(set(capacity) - used)
+
+
 def dir_overlaps(a: str, b: str) -> bool:
     """True when one normalized path is the other or lies inside it."""
     if a == b:

@@ -142,6 +142,20 @@ class Leases:
             if current is not None and current[1] == holder:
                 self._path(span.start).unlink(missing_ok=True)
 
+    def reclaim(self) -> list[tuple[range, Holder]]:
+        """Remove the leases of dead processes; returns what was removed."""
+        removed = []
+        with self._lock:
+            for start, (span, owner) in sorted(self._read_all().items()):
+                if not is_alive(owner):
+                    self._path(start).unlink(missing_ok=True)
+                    removed.append((span, owner))
+        return removed
+
+    def live(self) -> list[range]:
+        """The spans that live processes hold."""
+        return [span for span, owner in self._read_all().values() if is_alive(owner)]
+
     def held(self) -> dict[int, tuple[range, Holder]]:
         """Every span currently leased (live or not), for tests and diagnostics."""
         return self._read_all()

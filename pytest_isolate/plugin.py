@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from collections import defaultdict
 from collections.abc import Generator, Sequence
@@ -19,9 +20,11 @@ import pytest
 
 from . import database, durations, markers, ports, transport, wire
 from .autoscale import Decision, choose_workers
-from .claims import DeclarationError, TestClaims, parse_capacity
+from .claims import DeclarationError, TestClaims, parse_capacity, unused_capacity
+from .crashes import describe_exit
 from .database import WorkerDatabase
 from .domains import build_domains
+from .leases import Leases
 from .markers import timeout_of
 from .plan import estimate_durations, plan_collection
 from .planreport import format_plan
@@ -173,6 +176,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     decision = config.stash.get(AUTO_DECISION, None)
     if decision:
         lines.append(f"isolate: -n auto: {decision.reason}")
+    freed = config.stash.get(RECLAIMED_PORTS, [])
+    if freed:
+        lines.append(
+            f"isolate: freed {len(freed)} port lease(s) left by killed runs: " + ", ".join(freed)
+        )
     reclaimed = config.stash.get(RECLAIMED, [])
     if reclaimed:
         lines.append(
@@ -207,6 +215,16 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from exc
     settings = read_settings(config)
+    runs_tests = not (config.getoption("isolate_plan") or config.getoption("collectonly"))
+    if not _is_worker(config) and runs_tests:
+        reclaimed = Leases("ports").reclaim()
+        config.stash[RECLAIMED_PORTS] = [f"{span.start}-{span.stop - 1}" for span, _ in reclaimed]
+        # Local workers lease their blocks on this host; remote ones (--tx) on theirs.
+        local = int(getattr(config.option, "numprocesses", None) or 1)
+        try:
+            ports.check_pool(settings.ports_per_worker, local)
+        except ports.PortsError as exc:
+            raise pytest.UsageError(f"pytest-isolate: {exc}") from exc
     if not _is_worker(config) and settings.db_url and not config.getoption("isolate_plan"):
         try:
             database.check_server(settings.db_url)
@@ -225,6 +243,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 RECLAIMED = pytest.StashKey[list[str]]()
+RECLAIMED_PORTS = pytest.StashKey[list[str]]()
 RUN_ID = pytest.StashKey[str]()
 SIGTERM_BEFORE = pytest.StashKey[Any]()
 
@@ -440,6 +459,7 @@ class IsolateState:
             self._print_plan(items)
         elif not self.config.pluginmanager.hasplugin("dsession"):
             claims = [self._claims(item) for item in items]
+            _warn_unused_capacity(self.config, self.capacity, claims)
             _reporter(self.config).set_collection([item.nodeid for item in items], claims)
 
     def _print_plan(self, items: list[pytest.Item]) -> None:
@@ -465,6 +485,32 @@ class IsolateState:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.is_worker:
             self.measured[report.nodeid] += report.duration
+
+
+def _warn_unused_capacity(
+    config: pytest.Config, capacity: dict[str, int], claims: Sequence[TestClaims]
+) -> None:
+    for name in unused_capacity(capacity, claims):
+        # A warning, not an error: -k or a shard may leave a counted resource unused.
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"isolate_capacity names {name!r}, but no test in this run declares "
+                f"resource({name!r}); a typo in the ini or in a marker? Tests whose "
+                "resource() names are not in isolate_capacity hold them exclusively."
+            ),
+            stacklevel=2,
+        )
+
+
+def _exit_status(node: WorkerController) -> int | None:
+    """A local worker's exit status; None for remote workers or when it does not end soon."""
+    popen = getattr(getattr(node.gateway, "_io", None), "popen", None)
+    if popen is None:
+        return None
+    try:
+        return int(popen.wait(timeout=5))
+    except (OSError, subprocess.TimeoutExpired):
+        return None
 
 
 @pytest.hookimpl(trylast=True)
@@ -529,7 +575,10 @@ class XdistHooks:
         self, node: WorkerController, ids: Sequence[str]
     ) -> None:
         claims = wire.decode(self.inbox.wait(node.gateway.id, "claims"))
-        _reporter(self.state.config).set_collection(ids, claims)
+        reporter = _reporter(self.state.config)
+        if not reporter.nodeids:
+            _warn_unused_capacity(self.state.config, self.state.capacity, claims)
+        reporter.set_collection(ids, claims)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         """A worker that timed out looks like a crash to xdist: say what really happened."""
@@ -537,10 +586,13 @@ class XdistHooks:
         if node is None:
             return
         message = self.inbox.get(node.gateway.id, "worker")
-        if message is None:
-            return
-        found = read_stack(Path(message["tmp_path"]).parent, crashitem)
-        if found is None:
+        found = None
+        if message is not None:
+            found = read_stack(Path(message["tmp_path"]).parent, crashitem)
+        if found is None or message is None:
+            cause = describe_exit(_exit_status(node))
+            if cause:
+                report.longrepr = f"{report.longrepr}: the worker was {cause}"
             return
         seconds, stack = found
         stop_group(int(message["pid"]))

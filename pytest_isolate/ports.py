@@ -98,6 +98,31 @@ class PortBlock:
         return f"{self.start}-{self.stop}"
 
 
+def check_pool(size: int, workers: int, leases: Leases | None = None) -> None:
+    """Fail early when ``workers`` blocks of ``size`` cannot be had, before any worker starts."""
+    pool = port_pool(read_ephemeral_range())
+    blocks = blocks_in(pool, size)
+    if len(blocks) < workers:
+        raise PortsError(
+            f"--isolate-ports-per-worker / isolate_ports_per_worker = {size}: the port pool "
+            f"{pool.start}-{pool.stop - 1} holds {len(blocks)} block(s) of {size}, "
+            f"too few for {workers} worker(s); ask for fewer ports per worker or fewer workers"
+        )
+    leases = leases or Leases("ports")
+    live = leases.live()
+    free = [block for block in blocks if not any(_overlaps(block, span) for span in live)]
+    if len(free) < workers:
+        raise PortsError(
+            f"the port pool {pool.start}-{pool.stop - 1} has {len(free)} free block(s) of "
+            f"{size} for {workers} worker(s): the rest are leased by other live pytest runs "
+            f"({leases.directory})"
+        )
+
+
+def _overlaps(a: range, b: range) -> bool:
+    return a.start < b.stop and b.start < a.stop
+
+
 def lease_block(size: int, holder: Holder, worker: str, leases: Leases | None = None) -> PortBlock:
     """Lease a free block of ``size`` ports for this worker, machine-wide."""
     pool = port_pool(read_ephemeral_range())

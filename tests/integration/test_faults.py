@@ -282,15 +282,20 @@ def test_free(i):
 
 
 @pytest.mark.parametrize(
-    "crash",
+    ("crash", "cause"),
     [
-        pytest.param("ctypes.string_at(0)", id="segfault"),
-        pytest.param("os._exit(3)", id="os-exit"),
-        pytest.param("os.kill(os.getpid(), signal.SIGKILL)", id="sigkill"),
+        pytest.param("ctypes.string_at(0)", "was killed by SIGSEGV (signal 11)", id="segfault"),
+        pytest.param("os._exit(3)", "was exited with code 3", id="os-exit"),
+        pytest.param(
+            "os.kill(os.getpid(), signal.SIGKILL)",
+            "was killed by SIGKILL (signal 9): killed from outside, often by the kernel's "
+            "out-of-memory killer",
+            id="sigkill",
+        ),
     ],
 )
 def test_a_crash_costs_only_its_test_and_the_domain_goes_on(
-    pytester: pytest.Pytester, crash: str
+    pytester: pytest.Pytester, crash: str, cause: str
 ) -> None:
     pytester.makepyfile(test_crash=CRASHES.replace("{crash}", crash))
     result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "-v")
@@ -298,6 +303,7 @@ def test_a_crash_costs_only_its_test_and_the_domain_goes_on(
     result.assert_outcomes(passed=7, failed=1)
     out = result.stdout.str()
     assert "crashed while running 'test_crash.py::test_db[1]'" in out
+    assert cause in out  # the signal or exit code, in the crashed test's report
     for i in (2, 3):
         assert f"PASSED test_crash.py::test_db[{i}]" in out
     assert "replacing crashed worker" in out
@@ -345,3 +351,47 @@ def test_free(i):
     assert "not run: its workers crashed and --max-worker-restart allows no more" in out
     for i in (2, 3):  # the rest of the dead worker's domain is reported, not lost
         assert any(line.startswith(f"FAILED test_crash.py::test_db[{i}]") for line in lines)
+
+
+def test_running_out_of_memory_fails_only_that_test(pytester: pytest.Pytester) -> None:
+    # An address-space limit makes the allocation fail as it does when memory runs out;
+    # the kernel's OOM killer instead sends SIGKILL, covered by the crash test above.
+    pytester.makepyfile(
+        test_memory="""
+import resource, pytest
+
+@pytest.mark.resource("db")
+@pytest.mark.parametrize("i", range(3))
+def test_db(i):
+    if i == 1:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, hard))
+        try:
+            hog = bytearray(4 * 1024**3)
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+@pytest.mark.parametrize("i", range(3))
+def test_free(i):
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "-rf")
+    result.assert_outcomes(passed=5, failed=1)
+    assert "FAILED test_memory.py::test_db[1] - MemoryError" in result.stdout.str()
+    assert "crashed" not in result.stdout.str()  # the worker itself survived
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
+def test_an_unused_capacity_name_is_a_warning_naming_it(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    pytester.makeini("[pytest]\nisolate_capacity = gpu:2 gpus:1\n")
+    pytester.makepyfile(
+        test_gpu='import pytest\n\n@pytest.mark.resource("gpu")\ndef test_a():\n    pass\n'
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", *workers)
+    result.assert_outcomes(passed=1, warnings=1)
+    out = result.stdout.str()
+    assert "isolate_capacity names 'gpus', but no test in this run declares resource('gpus')" in out
+    assert "names 'gpu'," not in out

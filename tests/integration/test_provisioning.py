@@ -227,6 +227,10 @@ def test_hang(i, isolate_ports):
         "-p", "isolate", "-n", "2", "--isolate-ports-per-worker", size
     )
     result.assert_outcomes(passed=1)
+    # The controller says what it cleaned, before any worker starts.
+    result.stdout.fnmatch_lines(
+        ["isolate: freed 2 port lease(s) left by killed runs: 10000-19999, 20000-29999"]
+    )
 
 
 def test_bad_ports_setting_is_a_usage_error(pytester: pytest.Pytester, recorded: Path) -> None:
@@ -234,6 +238,24 @@ def test_bad_ports_setting_is_a_usage_error(pytester: pytest.Pytester, recorded:
     result = pytester.runpytest_subprocess("-p", "isolate", "--isolate-ports-per-worker", "lots")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--isolate-ports-per-worker*'lots' is not a whole number*"])
+
+
+def test_a_port_pool_too_small_for_the_workers_is_a_usage_error(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    many_tests(pytester, count=3, nap=0)
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "3", "--isolate-ports-per-worker", "10000"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*isolate_ports_per_worker = 10000: the port pool 10000-32767 holds 2 block(s) of "
+            "10000, too few for 3 worker(s)*"
+        ]
+    )
+    assert "bringing up nodes" not in result.stdout.str()  # nothing half-started
+    assert not list((pytester.path / "_leases").glob("ports-*.lease"))
 
 
 HOOKS = """
