@@ -53,9 +53,10 @@ def pytest_args(contender: str, numprocesses: str, cache_dir: Path) -> list[str]
     if contender.startswith("xdist-"):
         dist = contender.removeprefix("xdist-")
         return [*COMMON, *PEER, "-n", numprocesses, "--dist", dist]
-    if contender in ("isolate", STARTUP):
+    if contender in ("isolate", STARTUP, suites.AUDIT):
         # Keeps its cache, so every counted round plans from the durations recorded before.
-        return [*COMMON, "-p", "isolate", "-n", numprocesses, "-o", f"cache_dir={cache_dir}"]
+        isolate = [*COMMON, "-p", "isolate", "-n", numprocesses, "-o", f"cache_dir={cache_dir}"]
+        return [*isolate, "--isolate-audit"] if contender == suites.AUDIT else isolate
     raise ValueError(f"unknown contender {contender!r}")
 
 
@@ -234,7 +235,7 @@ def header(rounds: int, quick: bool) -> list[str]:
         "Command lines (`N` is the suite's `-n`; run in the suite's directory):",
         "",
     ]
-    for name in (*suites.ALL_CONTENDERS, STARTUP):
+    for name in (*suites.ALL_CONTENDERS, suites.AUDIT, STARTUP):
         cmd = ["python", "-m", "pytest", *pytest_args(name, "N", sample)]
         where = " (on a one-test suite)" if name == STARTUP else ""
         lines.append(f"- {name}: `{' '.join(cmd)}`{where}")
@@ -294,6 +295,11 @@ def summary(results: dict[str, SuiteResult], planning: PlanningCost | None) -> l
             met = result.makespan <= 1.1 * bound if result.makespan > 0 else None
             target = f"{name} makespan (isolate - start-up) vs lower bound {bound:.2f} s"
             lines.append(_row(target, measured, "<= 1.10 x bound", met))
+    for name, result in results.items():
+        if suites.AUDIT in result.suite.contenders:
+            cost = result.median(suites.AUDIT) / result.median("isolate")
+            target = f"{name} -n{result.suite.numprocesses} audit cost: isolate-audit / isolate"
+            lines.append(_row(target, f"{cost:.2f}", "report", None))
     if planning is not None:
         what = f"planning + dispatch of {planning.tests:,} plain tests, 2 workers"
         timing = f"{planning.seconds:.2f} s (plan alone {planning.plan_seconds:.2f} s)"

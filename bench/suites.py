@@ -15,6 +15,8 @@ from pathlib import Path
 
 #: Every contender the runner knows, in table order.
 ALL_CONTENDERS = ("serial", "xdist-load", "xdist-worksteal", "xdist-loadgroup", "isolate")
+#: pytest-isolate with --isolate-audit: its cost is the ratio to "isolate" on the same suite.
+AUDIT = "isolate-audit"
 
 _INI = """\
 [pytest]
@@ -101,28 +103,32 @@ def trivial2000(path: Path) -> Suite:
     return Suite(
         "b",
         "trivial2000",
-        "2000 trivial tests in 20 files, -n 2: per-test overhead of the scheduler",
+        "2000 trivial tests in 20 files, -n 2: per-test overhead of the scheduler "
+        "(and of --isolate-audit)",
         path,
         "2",
         work=0.0,
         longest=0.0,
         key_peer="xdist-load",
+        contenders=(*ALL_CONTENDERS, AUDIT),
     )
 
 
-SKEWED_SHORT = [0.02] * 60
-SKEWED_LONG = [0.6, 0.72, 0.84, 0.96, 1.08, 1.2]
+# Work well above start-up (several seconds with -n 4 on 2 cores), or the ratio measures
+# start-up noise rather than scheduling.
+SKEWED_SHORT = [0.1] * 80
+SKEWED_LONG = [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
 
 
 def skewed(path: Path) -> Suite:
-    short = [SKEWED_SHORT[i : i + 20] for i in range(0, len(SKEWED_SHORT), 20)]
+    short = [SKEWED_SHORT[i : i + 20] for i in range(0, len(SKEWED_SHORT), 20)]  # 4 files
     modules = {f"test_1_short_{n}.py": _sleep_module(chunk) for n, chunk in enumerate(short)}
     modules["test_2_long.py"] = _sleep_module(SKEWED_LONG)
     _project(path, modules)
     return Suite(
         "c",
         "skewed",
-        "60 tests of 0.02 s collected first, then 6 of 0.6-1.2 s collected last, -n 4: "
+        "80 tests of 0.1 s collected first, then 6 of 3-8 s collected last, -n 4: "
         "longest-first planning from recorded durations",
         path,
         "4",
@@ -133,8 +139,8 @@ def skewed(path: Path) -> Suite:
 
 
 CHAINS = ("r1", "r2", "r3")
-CHAIN_TESTS = [0.1] * 5
-FREE_TESTS = [0.05] * 30
+CHAIN_TESTS = [0.6] * 5
+FREE_TESTS = [0.2] * 30
 
 
 def chains(path: Path) -> Suite:
@@ -151,7 +157,7 @@ def chains(path: Path) -> Suite:
     return Suite(
         "d",
         "chains",
-        "3 exclusive resource chains of 5 x 0.1 s plus 30 free tests of 0.05 s, -n 4: "
+        "3 exclusive resource chains of 5 x 0.6 s plus 30 free tests of 0.2 s, -n 4: "
         "domains run in order on one worker (load and worksteal ignore the resources)",
         path,
         "4",
@@ -230,6 +236,81 @@ def huge50k(path: Path) -> Suite:
     )
 
 
+REAL_FILES = 10
+REAL_PER_FILE = 30
+REAL_NAP = 0.002
+
+_REAL_MODULE = f"""\
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "settings.json"
+    path.write_text(json.dumps({{"retries": 3, "names": list("abcdef")}}))
+    return path
+
+
+@pytest.mark.parametrize("i", range({REAL_PER_FILE}))
+def test_realistic(i, tmp_path, monkeypatch, config_file, isolate_ports, isolate_db):
+    settings = json.loads(config_file.read_text())
+    monkeypatch.setenv("APP_RETRIES", str(settings["retries"]))
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in settings["names"]:
+        (out / f"{{name}}.txt").write_text(name * 100)
+    assert sorted(p.name for p in out.iterdir())[0] == "a.txt"
+    kind = i % 10
+    if kind == 0:  # a subprocess in the worker's temp dir
+        subprocess.run([sys.executable, "-c", "pass"], cwd=os.environ["TMPDIR"], check=True)
+    elif kind == 1:  # a server on a port of the worker's block, and a client
+        port = isolate_ports.take()[0]
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))
+            server.listen()
+            with socket.create_connection(("127.0.0.1", port)):
+                pass
+    elif kind == 2:  # the worker's database
+        with sqlite3.connect(isolate_db.url.removeprefix("sqlite:///")) as db:
+            db.execute("create table if not exists t (i integer)")
+            db.execute("insert into t values (?)", (i,))
+    elif kind == 3:  # a helper thread, joined
+        done = []
+        helper = threading.Thread(target=done.append, args=(i,))
+        helper.start()
+        helper.join()
+        assert done == [i]
+    threading.Event().wait({REAL_NAP})
+"""
+
+
+def realistic(path: Path) -> Suite:
+    _project(path, {f"test_real_{f:02d}.py": _REAL_MODULE for f in range(REAL_FILES)})
+    tests = REAL_FILES * REAL_PER_FILE
+    return Suite(
+        "g",
+        "realistic",
+        f"{tests} tests in {REAL_FILES} files, -n 2, each writing files under tmp_path, "
+        "setting the environment with monkeypatch and, one in ten each, running a subprocess, "
+        "a socket server on isolate_ports, the isolate_db database or a thread: the cost of "
+        "--isolate-audit on tests that do I/O (pytest-isolate only: the peers lack its fixtures)",
+        path,
+        "2",
+        work=tests * REAL_NAP,
+        longest=0.0,
+        key_peer="isolate",
+        contenders=("isolate", AUDIT),
+    )
+
+
 #: Builders by name, in report order.
 BUILDERS: dict[str, Callable[[Path], Suite]] = {
     "trivial20": trivial20,
@@ -238,5 +319,6 @@ BUILDERS: dict[str, Callable[[Path], Suite]] = {
     "chains": chains,
     "modfixtures": modfixtures,
     "huge50k": huge50k,
+    "realistic": realistic,
 }
-LETTERS = dict(zip("abcdef", BUILDERS, strict=True))
+LETTERS = dict(zip("abcdefg", BUILDERS, strict=True))

@@ -23,7 +23,7 @@ A test is released by sending another test after it, or by a shutdown: both are 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .claims import TestClaims
@@ -32,6 +32,13 @@ from .plan import Plan
 #: How many queued units of another worker's plan a dry worker looks through for one it can
 #: start now, before it takes the last one anyway.
 _SCAN = 64
+
+#: At most this many tests queued on a worker at once; fewer when their estimates add up to
+#: more than the time buffer. Deep queues of tiny tests mean few messages.
+MAX_DEPTH = 256
+#: Seconds of estimated work queued on a worker at most: what a wrong guess can leave on one
+#: worker at the end of the run, against one message per few tests when tests are short.
+BUFFER_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -80,11 +87,17 @@ class Dispatcher:
         claims: Sequence[TestClaims],
         estimates: Sequence[float],
         capacity: Mapping[str, int],
-        max_depth: int = 64,
-        buffer_seconds: float = 0.05,
+        max_depth: int = MAX_DEPTH,
+        buffer_seconds: float = BUFFER_SECONDS,
+        guessed: Collection[int] = (),
     ) -> None:
         self._claims = claims
         self._estimates = estimates
+        # Tests without history: how deep to queue them follows the mean of what has run,
+        # so a first run of many tiny tests is not sent one message per test.
+        self._guessed = frozenset(guessed)
+        self._observed = (0.0, 0)  # summed seconds, count
+        self._charged: dict[int, float] = {}  # released test -> the estimate it was charged
         self._capacity = capacity
         self._max_depth = max(2, max_depth)
         self._buffer = buffer_seconds
@@ -121,10 +134,13 @@ class Dispatcher:
         self._workers[name] = _Worker(name, slot)
         return slot
 
-    def complete(self, name: str, test: int) -> None:
+    def complete(self, name: str, test: int, duration: float | None = None) -> None:
         worker = self._workers[name]
         if not worker.pending or worker.pending[0] != test:
             raise ValueError(f"{name} completed test {test}, expected {list(worker.pending)[:1]}")
+        if duration is not None:
+            total, count = self._observed
+            self._observed = (total + duration, count + 1)
         self._unrelease(worker, worker.pending.popleft())
         worker.serial_pending -= self._claims[test].serial
         self._finished.add(test)
@@ -257,12 +273,18 @@ class Dispatcher:
     def _release(self, worker: _Worker, test: int) -> None:
         for name in self._claims[test].counted:
             self._holders[name] += 1
-        worker.released_estimate += self._estimates[test]
+        estimate = self._estimates[test]
+        total, count = self._observed
+        if count and test in self._guessed:
+            estimate = total / count
+        self._charged[test] = estimate
+        worker.released_estimate += estimate
 
     def _unrelease(self, worker: _Worker, test: int) -> None:
         for name in self._claims[test].counted:
             self._holders[name] -= 1
-        worker.released_estimate = max(0.0, worker.released_estimate - self._estimates[test])
+        estimate = self._charged.pop(test, self._estimates[test])
+        worker.released_estimate = max(0.0, worker.released_estimate - estimate)
 
     def _can_release(self, test: int, worker: _Worker) -> bool:
         claims = self._claims[test]

@@ -33,11 +33,28 @@ def register(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
 
 
+OURS = ("resource", "xdist_group", "serial", "isolate_timeout")
+MARKS_KEY = pytest.StashKey[dict[str, list[pytest.Mark]]]()
+
+
+def marks_of(item: pytest.Item) -> dict[str, list[pytest.Mark]]:
+    """The item's marks this plugin reads, closest first, in one walk over its nodes."""
+    marks = item.stash.get(MARKS_KEY, None)
+    if marks is None:
+        marks = {name: [] for name in OURS}
+        for mark in item.iter_markers():
+            if mark.name in marks:
+                marks[mark.name].append(mark)
+        item.stash[MARKS_KEY] = marks
+    return marks
+
+
 def declaration_of(item: pytest.Item) -> Declaration:
+    marks = marks_of(item)
     return Declaration(
-        resources=tuple((m.args, m.kwargs) for m in item.iter_markers("resource")),
-        groups=tuple((m.args, m.kwargs) for m in item.iter_markers("xdist_group")),
-        serial=item.get_closest_marker("serial") is not None,
+        resources=tuple((m.args, m.kwargs) for m in marks["resource"]),
+        groups=tuple((m.args, m.kwargs) for m in marks["xdist_group"]),
+        serial=bool(marks["serial"]),
     )
 
 
@@ -52,9 +69,10 @@ def claims_of(item: pytest.Item, capacity: Mapping[str, int]) -> TestClaims:
 
 def timeout_of(item: pytest.Item, default: float | None) -> float | None:
     """The test's timeout: its ``isolate_timeout`` mark, else the option's value."""
-    mark = item.get_closest_marker("isolate_timeout")
-    if mark is None:
+    found = marks_of(item)["isolate_timeout"]
+    if not found:
         return default
+    mark = found[0]
     raw = mark.args[0] if mark.args else mark.kwargs.get("seconds")
     return parse_timeout(raw, "isolate_timeout()")
 

@@ -7,6 +7,8 @@ supplies the scheduler unless ``--dist`` was given.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import database, durations, markers, ports, transport, wire
+from . import audit, database, durations, markers, ports, rerun, transport, wire
 from .autoscale import Decision, choose_workers
 from .claims import DeclarationError, TestClaims, parse_capacity, unused_capacity
 from .crashes import describe_exit
@@ -26,6 +28,7 @@ from .database import WorkerDatabase
 from .domains import build_domains
 from .leases import Leases
 from .markers import timeout_of
+from .ordering import collected_order_within
 from .plan import estimate_durations, plan_collection
 from .planreport import format_plan
 from .ports import PortBlock
@@ -33,7 +36,15 @@ from .reporter import Reporter
 from .runs import RunRegistry, drop_run_databases
 from .shard import parse_shard
 from .shard import select as shard_select
-from .timeouts import TimeoutError_, Watchdog, parse_timeout, read_stack, stop_group
+from .timeouts import (
+    MESSAGE_KIND,
+    TimeoutError_,
+    Watchdog,
+    from_report,
+    parse_timeout,
+    read_stack,
+    stop_group,
+)
 from .worker import IsolateWorker, Provisioner, Settings, new_run_id, release_database
 
 if TYPE_CHECKING:
@@ -99,6 +110,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="size of each worker's port block (default: ini isolate_ports_per_worker, 50)",
     )
     parser.addini("isolate_ports_per_worker", default="50", help="size of each port block")
+    audit.add_options(parser, group)
+    rerun.add_options(parser, group)
     group.addoption(
         "--isolate-db-url",
         metavar="URL",
@@ -147,7 +160,23 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, Any, Any]:
         config.stash[PLAN_WORKERS] = _requested_workers(config)
         if getattr(option, "numprocesses", None) is not None:
             option.numprocesses = None
+    _check_trace(option)
     return (yield)
+
+
+def _check_trace(option: Any) -> None:
+    """--trace stops in pdb at every test: workers have no terminal, so as xdist does for
+    --pdb, ``-n auto`` runs in-process and ``-n N`` is a usage error."""
+    workers = getattr(option, "numprocesses", None)
+    if not getattr(option, "trace", False) or getattr(option, "collectonly", False):
+        return
+    if workers in ("auto", "logical"):
+        option.numprocesses = 0
+    elif workers:
+        raise pytest.UsageError(
+            f"--trace is incompatible with -n {workers}: workers have no terminal to debug "
+            "in; try -n0 or -nauto."
+        )
 
 
 AUTO_DECISION = pytest.StashKey[Decision]()
@@ -236,8 +265,11 @@ def pytest_configure(config: pytest.Config) -> None:
         _start_run(config, settings)
     state = IsolateState(config, capacity, settings, timeout)
     config.pluginmanager.register(state, "isolate-state")
+    audit.configure(config, state.provisioner)
     if not state.is_worker:
-        config.pluginmanager.register(Reporter(config, state.measured), "isolate-reporter")
+        reporter = Reporter(config, state.measured)
+        config.pluginmanager.register(reporter, "isolate-reporter")
+        rerun.configure(config, reporter)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
 
@@ -369,18 +401,13 @@ class IsolateState:
             raise pytest.UsageError(f"pytest-isolate: {exc}") from exc
         if self.is_worker:
             transport.send("worker", worker.to_message())
-        self.watchdog = Watchdog(basetemp / "isolate", hard=self.is_worker)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
-        seconds = timeout_of(item, self.timeout) if self.watchdog else None
-        if seconds is None or self.watchdog is None:
-            return (yield)
-        self.watchdog.arm(item.nodeid, seconds)
-        try:
-            return (yield)
-        finally:
-            self.watchdog.disarm()
+        self.watchdog = Watchdog(
+            basetemp / "isolate",
+            # A rerun alone (rerun.py) is one test in its own process: a timeout ends it too.
+            hard=self.is_worker or bool(self.config.getoption("isolate_rerun_child")),
+            report=functools.partial(transport.send, MESSAGE_KIND) if self.is_worker else None,
+            stop_own_group=bool(workerinput.get("isolate_remote", False)),
+        )
 
     def pytest_report_collectionfinish(self) -> str | None:
         return self.shard_note
@@ -415,7 +442,13 @@ class IsolateState:
             items[:] = [item for item in items if item.nodeid not in bad]
             for report in errors:
                 config.hook.pytest_collectreport(report=report)
+        collected = {item: rank for rank, item in enumerate(items)}
         result = yield
+        if _randomly_shuffles(config) and items:
+            # This wrapper is outermost: ``collected`` is the order before the shuffle.
+            domains = build_domains([self._claims(item) for item in items])
+            rank = [collected.get(item, len(collected)) for item in items]
+            items[:] = [items[i] for i in collected_order_within(rank, domains)]
         # Sharding last, over what -k/-m and other plugins left.
         if config.getoption("isolate_shard") and items:
             self._keep_shard(config, items)
@@ -432,6 +465,13 @@ class IsolateState:
             f"isolate: shard {k}/{n}: {len(items) - len(dropped)} of {len(items)} tests, "
             f"{len(domains)} domains in all"
         )
+        # The whole collection's order, recorded in this shard's junit and report-log files
+        # for `python -m pytest_isolate merge`.
+        shard = (k, n, list(nodeids))
+        if self.is_worker:
+            transport.send("shard", shard)
+        else:
+            _reporter(config).shard = shard
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = [item for i, item in enumerate(items) if i in keep]
@@ -446,15 +486,22 @@ class IsolateState:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         items = session.items
+        timed = self.timeout is not None or any(
+            markers.marks_of(item)["isolate_timeout"] for item in items
+        )
+        if timed and self.watchdog is not None:
+            # Only then: a wrapper around every test costs a little on each of thousands.
+            guard = TimeoutGuard(self.watchdog, self.timeout)
+            self.config.pluginmanager.register(guard, "isolate-timeouts")
         if self.is_worker:
             claims = [self._claims(item) for item in items]
             transport.send("claims", wire.encode(claims, self.malformed))
-            if self.timeout is not None or any(
-                item.get_closest_marker("isolate_timeout") for item in items
-            ):
+            if timed:
                 # Its own process group, so a timed-out test's leftovers can be stopped
                 # together. Only then: the terminal's Ctrl-C reaches the foreground group.
-                os.setpgid(0, 0)
+                # A session leader (a remote socket server run as a service) leads one already.
+                with contextlib.suppress(PermissionError):
+                    os.setpgid(0, 0)
         elif self.config.getoption("isolate_plan"):
             self._print_plan(items)
         elif not self.config.pluginmanager.hasplugin("dsession"):
@@ -513,6 +560,25 @@ def _exit_status(node: WorkerController) -> int | None:
         return None
 
 
+class TimeoutGuard:
+    """Arms the watchdog around each test that has a timeout."""
+
+    def __init__(self, watchdog: Watchdog, default: float | None) -> None:
+        self.watchdog = watchdog
+        self.default = default
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        seconds = timeout_of(item, self.default)
+        if seconds is None:
+            return (yield)
+        self.watchdog.arm(item.nodeid, seconds)
+        try:
+            return (yield)
+        finally:
+            self.watchdog.disarm()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     # After junitxml and pytest-reportlog wrote their files: put the tests in output order.
@@ -521,6 +587,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         reporter.rewrite_junitxml()
         reporter.rewrite_report_log()
     _end_run(config)
+
+
+def _randomly_shuffles(config: pytest.Config) -> bool:
+    """pytest-randomly is active and reorders the collection (not -p no:randomly)."""
+    return config.pluginmanager.hasplugin("randomly") and bool(
+        config.getoption("randomly_reorganize", False)
+    )
 
 
 def _reporter(config: pytest.Config) -> Reporter:
@@ -569,6 +642,7 @@ class XdistHooks:
         self.slots[node.gateway.id] = slot
         node.workerinput["isolate_slot"] = slot
         node.workerinput["isolate_run_id"] = self.state.run_id
+        node.workerinput["isolate_remote"] = not transport.is_local(node.gateway)
         self.inbox.open(node.gateway)
 
     def pytest_xdist_node_collection_finished(
@@ -576,6 +650,9 @@ class XdistHooks:
     ) -> None:
         claims = wire.decode(self.inbox.wait(node.gateway.id, "claims"))
         reporter = _reporter(self.state.config)
+        shard = self.inbox.get(node.gateway.id, "shard")  # sent ahead of the claims
+        if shard is not None:
+            reporter.shard = (int(shard[0]), int(shard[1]), list(shard[2]))
         if not reporter.nodeids:
             _warn_unused_capacity(self.state.config, self.state.capacity, claims)
         reporter.set_collection(ids, claims)
@@ -586,8 +663,11 @@ class XdistHooks:
         if node is None:
             return
         message = self.inbox.get(node.gateway.id, "worker")
-        found = None
-        if message is not None:
+        local = transport.is_local(node.gateway)
+        # The stack comes over the channel; faulthandler's backstop file (the GIL held) can
+        # only be read where the worker ran, and its pid only signalled there.
+        found = from_report(self.inbox.get(node.gateway.id, MESSAGE_KIND), crashitem)
+        if found is None and message is not None and local:
             found = read_stack(Path(message["tmp_path"]).parent, crashitem)
         if found is None or message is None:
             cause = describe_exit(_exit_status(node))
@@ -595,10 +675,13 @@ class XdistHooks:
                 report.longrepr = f"{report.longrepr}: the worker was {cause}"
             return
         seconds, stack = found
-        stop_group(int(message["pid"]))
+        if local:
+            stop_group(int(message["pid"]))
+        spec = node.gateway.spec
+        where = "" if local else f" on {spec.socket or spec.ssh or spec.via}"
         report.longrepr = (
             f"Timeout: {crashitem} ran longer than {seconds:g}s (--isolate-timeout or "
-            f"isolate_timeout); its worker {node.gateway.id} was stopped.\n\n{stack}"
+            f"isolate_timeout); its worker {node.gateway.id}{where} was stopped.\n\n{stack}"
         )
 
     def pytest_testnodedown(self, node: WorkerController, error: object) -> None:

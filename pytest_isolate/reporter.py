@@ -5,8 +5,8 @@ Input: the collection and its domains (known on the controller once the first wo
 collected, or in-process after collection), and the reports as pytest and xdist deliver them.
 Output, whatever the worker count or timing:
 
-- failure/error sections, the short summary, ``--junitxml`` and ``--report-log`` in output
-  order (:func:`pytest_isolate.reports.output_sequence`);
+- failure/error sections, the short summary, ``--junitxml`` and ``--report-log`` in
+  collection order;
 - with ``-v`` under xdist, each test's lines released through a reorder buffer, so domains
   come out whole and in order while the head of the run stays live;
 - one closing line after pytest's own summary, and ``--isolate-timeline`` if asked for.
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from . import durations, reports
+from . import durations, merge, reports
 from .autoscale import RunHistory
 from .claims import TestClaims
 from .domains import build_domains
@@ -37,7 +37,11 @@ class Reporter:
         self.positions: dict[str, int] = {}
         self.started = time.time()
         self._spans: dict[str, list[Any]] = {}  # nodeid -> [start, stop, worker, outcome]
+        self.notes: dict[str, str] = {}  # nodeid -> a remark on its timeline bar (rerun.py)
+        self.after_run = 0.0  # seconds spent once the tests ran (reruns): not the run's wall
         self._buffer: reports.ReorderBuffer[Callable[[], None]] | None = None
+        # --isolate-shard: (K, N, the whole collection's node ids in output order).
+        self.shard: tuple[int, int, list[str]] | None = None
 
     # -- the collection ------------------------------------------------------------------
 
@@ -49,10 +53,11 @@ class Reporter:
         self._domain_number = {
             self.nodeids[i]: number for number, domain in enumerate(self.domains) for i in domain
         }
-        sequence = reports.output_sequence(self.nodeids, self.domains)
-        self.positions = {nodeid: i for i, nodeid in enumerate(sequence)}
+        # The final report is in collection order; -v lines come a domain at a time.
+        self.positions = {nodeid: i for i, nodeid in enumerate(self.nodeids)}
         dsession = self.config.pluginmanager.get_plugin("dsession")
         if dsession is not None and self.config.option.verbose > 0:
+            sequence = reports.output_sequence(self.nodeids, self.domains)
             self._buffer = reports.ReorderBuffer(sequence)
             _buffer_dsession(dsession, self._buffer)
 
@@ -124,16 +129,30 @@ class Reporter:
         dsession = self.config.pluginmanager.get_plugin("dsession")
         workers = len(getattr(self.config.option, "tx", None) or []) if dsession else 1
         summary = reports.summarize(
-            self.nodeids, self.domains, self.measured, workers, time.time() - self.started
+            self.nodeids,
+            self.domains,
+            self.measured,
+            workers,
+            time.time() - self.started - self.after_run,
         )
         reporter.write_line(reports.format_summary(summary))
 
     def write_timeline(self, path: Path) -> None:
+        from .audit import FINDINGS
         from .timeline import TimelineRecord, render_timeline
 
+        found = self.config.stash.get(FINDINGS, {})  # --isolate-audit: hatched bars
+        audited = {n: tuple(f"{f.kind}: {f.detail}" for f in fs) for n, fs in found.items()}
         records = [
             TimelineRecord(
-                nodeid, worker, start, stop, outcome or "passed", self._domain_of(nodeid)
+                nodeid,
+                worker,
+                start,
+                stop,
+                outcome or "passed",
+                self._domain_of(nodeid),
+                self.notes.get(nodeid, ""),
+                audited.get(nodeid, ()),
             )
             for nodeid, (start, stop, worker, outcome) in self._spans.items()
         ]
@@ -142,30 +161,42 @@ class Reporter:
         title = f"pytest-isolate run, {time.ctime(self.started)}"
         path.write_text(render_timeline(records, title=title), encoding="utf-8")
 
+    def spans(self) -> dict[str, tuple[float, float, str, str]]:
+        """Each test's (start, stop, worker, outcome), setup start to teardown end."""
+        return {nodeid: (s[0], s[1], s[2], s[3]) for nodeid, s in self._spans.items()}
+
     def _domain_of(self, nodeid: str) -> int:
         return self._domain_number.get(nodeid, -1)
 
     def rewrite_junitxml(self) -> None:
         """junitxml writes test cases as reports arrive; put them in output order."""
         raw = self.config.getoption("xmlpath", None)
-        if not raw or not self.positions:
+        if not raw or not (self.positions or self.shard):
             return
         from _pytest.junitxml import mangle_test_address
 
         prefix = self.config.getoption("junitprefix", None)
+
+        def case(nodeid: str) -> tuple[str, str]:
+            names = mangle_test_address(nodeid)
+            return ".".join(([prefix] if prefix else []) + names[:-1]), names[-1]
+
         cases: dict[tuple[str, str], int] = {}
         for nodeid, position in self.positions.items():
-            names = mangle_test_address(nodeid)
-            classnames = ([prefix] if prefix else []) + names[:-1]
-            cases.setdefault((".".join(classnames), names[-1]), position)
+            cases.setdefault(case(nodeid), position)
         path = Path(self.config.invocation_params.dir) / raw
         if path.exists():
-            text = path.read_text(encoding="utf-8")
-            path.write_text(reports.reorder_junit(text, cases), encoding="utf-8")
+            text = reports.reorder_junit(path.read_text(encoding="utf-8"), cases)
+            if self.shard is not None:
+                k, n, order = self.shard
+                text = merge.annotate_junit(text, k, n, [(i, *case(i)) for i in order])
+            path.write_text(text, encoding="utf-8")
 
     def rewrite_report_log(self) -> None:
         raw = self.config.getoption("report_log", None)
-        if not raw or not self.positions or Path(raw).suffix in (".gz", ".bz2", ".xz"):
+        if not raw or Path(raw).suffix in (".gz", ".bz2", ".xz"):
+            return
+        if not (self.positions or self.shard):
             return
         path = Path(raw)
         if not path.is_absolute():
@@ -173,6 +204,8 @@ class Reporter:
         if path.exists():
             lines = path.read_text(encoding="utf-8").splitlines()
             ordered = reports.reorder_report_log(lines, self.positions)
+            if self.shard is not None:
+                ordered = merge.annotate_report_log(ordered, *self.shard)
             path.write_text("".join(line + "\n" for line in ordered), encoding="utf-8")
 
 

@@ -37,6 +37,9 @@ class TimelineRecord:
     stop: float
     outcome: str  # "passed" | "failed" | "error" | "skipped" | "xfailed" | "xpassed"
     domain: int  # tests of one domain share it; -1 when unknown
+    note: str = ""  # a remark shown on the bar, e.g. "fails only in parallel"
+    # --isolate-audit's findings, "kind: detail" each: a hatched bar, listed in the tooltip.
+    findings: tuple[str, ...] = ()
 
 
 def _natural_key(name: str) -> list[str | int]:
@@ -64,7 +67,7 @@ def render_timeline(records: Sequence[TimelineRecord], title: str) -> str:
     workers = sorted({r.worker for r in records}, key=_natural_key)
     t0 = min((r.start for r in records), default=0.0)
     wall = max((r.stop for r in records), default=t0) - t0
-    tests = [
+    tests: list[dict[str, object]] = [
         {
             "n": r.nodeid,
             "w": r.worker,
@@ -72,6 +75,8 @@ def render_timeline(records: Sequence[TimelineRecord], title: str) -> str:
             "d": round(max(0.0, r.stop - r.start), 6),
             "o": r.outcome,
             "m": r.domain,
+            **({"x": r.note} if r.note else {}),
+            **({"a": list(r.findings)} if r.findings else {}),
         }
         for r in sorted(records, key=lambda r: (r.start, r.nodeid))
     ]
@@ -86,6 +91,10 @@ def render_timeline(records: Sequence[TimelineRecord], title: str) -> str:
         f'<span class="key"><i style="background:{colour}"></i>{name}</span>'
         for name, colour in OUTCOME_COLOURS.items()
     )
+    audited = sum(1 for r in records if r.findings)
+    if audited:
+        summary += f" · {_count(audited, 'test')} with audit findings"
+        legend += '<span class="key"><i class="audited"></i>hidden shared state (audit)</span>'
     data = {"wall": round(wall, 6), "workers": workers, "tests": tests, "colours": OUTCOME_COLOURS}
     values = {
         "TITLE": html.escape(title),
@@ -119,7 +128,11 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .bar { position: absolute; top: 2px; height: 20px; min-width: 2px; box-sizing: border-box;
   border-right: 1px solid #fff; overflow: hidden; white-space: nowrap; text-overflow: clip;
   color: #fff; font-size: 11px; line-height: 20px; padding-left: 3px; z-index: 1; }
+.audited { background-image: repeating-linear-gradient(135deg, rgba(255,255,255,.55) 0 3px,
+  transparent 3px 7px); box-shadow: inset 0 0 0 2px #212529; }
+.key i.audited { background-color: #868e96; }
 .bar:hover { outline: 2px solid #212529; z-index: 2; }
+.bar.noted { border: 2px dashed #ffd43b; }
 .axis { position: relative; flex: 1; height: 22px; border-top: 1px solid #adb5bd; }
 .tick { position: absolute; top: 0; height: 5px; border-left: 1px solid #adb5bd; }
 .tick span { position: absolute; top: 5px; transform: translateX(-50%); font-size: 11px;
@@ -167,9 +180,15 @@ h1 { font-size: 18px; margin: 0 0 4px; }
     var bar = el("div", "bar", t.n.split("::").pop());
     var domain = t.m < 0 ? "unknown" : String(t.m);
     var text = t.n + "\\nworker: " + t.w + "\\noutcome: " + t.o +
-      "\\nduration: " + secs(t.d) + "\\ndomain: " + domain;
+      "\\nduration: " + secs(t.d) + "\\ndomain: " + domain + (t.x ? "\\nnote: " + t.x : "");
     bar.setAttribute("data-nodeid", t.n);
     bar.setAttribute("data-outcome", t.o);
+    if (t.x) { bar.setAttribute("data-note", t.x); bar.className += " noted"; }
+    if (t.a) {
+      text += "\\naudit (hidden shared state):\\n  " + t.a.join("\\n  ");
+      bar.setAttribute("data-audit", String(t.a.length));
+      bar.className += " audited";
+    }
     bar.setAttribute("title", text);
     bar.dataset.tip = text;
     bar.style.left = pct(t.s);

@@ -1,13 +1,22 @@
 """Timeouts: a hung test costs only itself, even when it hangs in C code or a deadlock.
 
 Input: ``--isolate-timeout SECONDS`` or ``@pytest.mark.isolate_timeout(S)`` (the marker wins).
-Output, under xdist: at the deadline the worker's faulthandler thread, a C thread that needs
-no GIL and no signal delivery to Python code, writes every thread's stack to the worker's
-``timeout.txt`` and ends the worker process. xdist sees a crash; the controller turns that
-crash report into a timeout failure carrying the stack, stops what the test left running in
-the worker's process group (SIGTERM, then SIGKILL after a grace period), and a replacement
-worker takes over the slot. In-process, killing the process would end the run, so the stack
-is only written to stderr at the deadline.
+Output, under xdist: at the deadline a watchdog thread of the worker dumps every thread's
+stack with faulthandler, sends it to the controller over the plugin's channel (so it reaches
+the controller from a worker on another host too) and ends the worker process. xdist sees a
+crash; the controller turns that crash report into a timeout failure carrying the stack, and a
+replacement worker takes over the slot. What the test left running in the worker's process
+group is stopped (SIGTERM, then SIGKILL after a grace period): by the controller for a local
+worker, by a helper the worker starts on its own host for a remote one, since a pid means
+nothing on another host.
+
+A test that holds the GIL (a C extension that never releases it) keeps the watchdog thread
+from running. faulthandler's own C timer is the backstop a little later: it needs no GIL, writes
+the stack to the worker's ``timeout.txt`` and ends the process. The controller can read that
+file for a local worker only; a remote worker's backstop shows as a plain crash.
+
+In-process, killing the process would end the run, so the stack is only written to stderr at
+the deadline.
 
 This is not ``signal.alarm``: that needs the main thread to return to the interpreter, which
 a test stuck in ``time.sleep`` inside a C extension, or on a lock, never does.
@@ -18,13 +27,25 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 GRACE_SECONDS = 2.0
+#: How long after the deadline faulthandler's C timer ends a worker whose watchdog thread
+#: could not run (the GIL held).
+BACKSTOP_SECONDS = 1.0
 STACK_FILE = "timeout.txt"
+#: The transport message kind that carries a timed-out test's stack.
+MESSAGE_KIND = "timeout"
+
+#: Sends a message to the controller (``transport.send`` with the kind bound).
+Report = Callable[[dict[str, Any]], None]
 
 
 class TimeoutError_(ValueError):
@@ -44,23 +65,70 @@ def parse_timeout(raw: object, where: str) -> float | None:
 
 
 class Watchdog:
-    """Worker side: arms faulthandler for each test and disarms it after."""
+    """Worker side: watches each test with a deadline, and does nothing for the others.
 
-    def __init__(self, directory: Path, hard: bool) -> None:
+    ``report`` given (a worker under xdist): the watchdog thread reports the stack and ends
+    the process, with faulthandler's exit as the backstop. ``stop_own_group``: the worker is
+    on another host than the controller, so it stops its process group itself.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        hard: bool,
+        report: Report | None = None,
+        stop_own_group: bool = False,
+    ) -> None:
         self.path = directory / STACK_FILE
         self.hard = hard
+        self.report = report
+        self.stop_own_group = stop_own_group
         self._file: IO[str] | None = None
+        self._cancelled: threading.Event | None = None
+        # Held by the thread from the deadline on, so disarm() never returns while the
+        # thread may still end the process.
+        self._firing = threading.Lock()
 
     def arm(self, nodeid: str, seconds: float) -> None:
-        if self.hard:
-            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - kept open
-            self._file.write(f"{nodeid}\n{seconds}\n")
-            self._file.flush()
-            faulthandler.dump_traceback_later(seconds, exit=True, file=self._file)
-        else:
+        if not self.hard:
             faulthandler.dump_traceback_later(seconds, exit=False, file=sys.stderr)
+            return
+        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._file.write(f"{nodeid}\n{seconds}\n")
+        self._file.flush()
+        backstop = seconds + BACKSTOP_SECONDS if self.report is not None else seconds
+        faulthandler.dump_traceback_later(backstop, exit=True, file=self._file)
+        if self.report is not None:
+            self._cancelled = threading.Event()
+            threading.Thread(
+                target=self._expire,
+                args=(nodeid, seconds, self._cancelled),
+                name="pytest-isolate-timeout",
+                daemon=True,
+            ).start()
+
+    def _expire(self, nodeid: str, seconds: float, cancelled: threading.Event) -> None:
+        if cancelled.wait(seconds):
+            return
+        with self._firing:
+            if cancelled.is_set():
+                return  # the test ended just in time
+            payload = {"nodeid": nodeid, "seconds": seconds, "stack": dump_stacks()}
+            try:
+                assert self.report is not None
+                self.report(payload)
+            except OSError:
+                return  # the channel is gone: leave it to the backstop and its file
+            if self.stop_own_group:
+                stop_own_group()
+            os._exit(1)  # as faulthandler's exit does: xdist sees a crash
 
     def disarm(self) -> None:
+        if self._cancelled is not None:
+            self._cancelled.set()
+            self._cancelled = None
+            with self._firing:
+                pass
         faulthandler.cancel_dump_traceback_later()
         if self._file is not None:
             self._file.close()
@@ -68,8 +136,23 @@ class Watchdog:
             self.path.unlink(missing_ok=True)
 
 
+def dump_stacks() -> str:
+    """Every thread's stack, in faulthandler's format (it writes to a file descriptor only)."""
+    with tempfile.TemporaryFile() as buffer:
+        faulthandler.dump_traceback(file=buffer, all_threads=True)
+        buffer.seek(0)
+        return buffer.read().decode("utf-8", errors="replace")
+
+
+def from_report(payload: object, nodeid: str) -> tuple[float, str] | None:
+    """Controller side: the deadline and stack a worker reported, if it was ``nodeid``."""
+    if not isinstance(payload, dict) or payload.get("nodeid") != nodeid:
+        return None
+    return float(payload["seconds"]), str(payload["stack"])
+
+
 def read_stack(directory: Path, nodeid: str) -> tuple[float, str] | None:
-    """Controller side: the deadline and stack a timed-out worker left, if it was ``nodeid``."""
+    """Controller side, local worker: the deadline and stack faulthandler's backstop left."""
     try:
         text = (directory / STACK_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -95,3 +178,29 @@ def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
                 except ProcessLookupError:
                     return
                 time.sleep(0.05)
+
+
+_STOP_SOURCE = (
+    "import sys\n"
+    "from pytest_isolate.timeouts import stop_group\n"
+    "stop_group(int(sys.argv[1]), float(sys.argv[2]))\n"
+)
+
+
+def stop_own_group(grace: float = GRACE_SECONDS) -> None:
+    """Remote worker: stop its own process group from a helper in a session of its own.
+
+    The helper outlives the worker (the SIGTERM ends the worker too) and gives the test's
+    leftovers the same SIGTERM, grace period and SIGKILL as a local worker's get from the
+    controller. Only a group this worker leads: anything else is shared with other processes.
+    """
+    pgid = os.getpgid(0)
+    if pgid != os.getpid():
+        return
+    subprocess.Popen(
+        [sys.executable, "-c", _STOP_SOURCE, str(pgid), str(grace)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -5,8 +5,14 @@ remote code starts, so it works for ``popen`` workers and for ``--tx`` workers o
 alike (no shared filesystem). Workers send tagged messages, ``(kind, payload)``:
 
 - ``"worker"``: the worker's provisioned resources, after set-up (for crash clean-up);
+- ``"shard"``: under ``--isolate-shard``, ``(K, N, the whole collection's node ids in output
+  order)``, from ``pytest_collection_modifyitems``, ahead of the claims: the shard record the
+  controller writes into the run's JUnit and report-log files for ``python -m pytest_isolate
+  merge``;
 - ``"claims"``: the claims of its collection, from ``pytest_collection_finish``, ahead of
-  xdist's ``collectionfinish`` event on the same connection.
+  xdist's ``collectionfinish`` event on the same connection;
+- ``"timeout"``: a timed-out test's stack, from the worker's watchdog thread just before the
+  worker ends itself, ahead of the connection's end that xdist reports as a crash.
 
 The controller stores them from execnet's receiver thread (kept light: a dict and a notify)
 and the scheduler waits for what it needs.
@@ -67,6 +73,14 @@ class Inbox:
                     "pytest-isolate installed and enabled where the worker runs?"
                 )
             return self._messages[worker][kind]
+
+
+def is_local(gateway: execnet.Gateway) -> bool:
+    """Whether the gateway's process runs on this host: a ``popen`` not started ``via``
+    another gateway. Anything else (``socket=``, ``ssh=``, ``popen//via=``) is on another
+    host, where this host's pids and files mean nothing."""
+    spec = gateway.spec
+    return bool(spec.popen) and not spec.via
 
 
 def attach(channel: execnet.Channel) -> None:

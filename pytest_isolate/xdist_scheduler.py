@@ -22,7 +22,7 @@ except ImportError:  # pytest-xdist < 3.7
 
 from . import transport, wire
 from .claims import TestClaims
-from .dispatch import Action, Dispatcher, Send
+from .dispatch import MAX_DEPTH, Action, Dispatcher, Send
 from .plan import plan_collection
 
 
@@ -39,12 +39,13 @@ class IsolateScheduling:
     ) -> None:
         self.log = log.isolatesched
         self._config = config
+        self.config = config  # as xdist's own schedulers: pytest-rerunfailures reads it
         self._numnodes = len(parse_tx_spec_config(config))
         self._inbox = inbox
         self._capacity = capacity
         self._recorded = recorded
         # Short queues keep -x/--maxfail prompt (xdist #420); else the dispatcher's default.
-        self._max_depth = 2 if config.getoption("maxfail", 0) else 64
+        self._max_depth = 2 if config.getoption("maxfail", 0) else MAX_DEPTH
         self._nodes: list[WorkerController] = []
         self._collections: dict[WorkerController, list[str]] = {}
         self._claims: dict[WorkerController, list[TestClaims]] = {}
@@ -99,7 +100,7 @@ class IsolateScheduling:
         self, node: WorkerController, item_index: int, duration: float = 0
     ) -> None:
         assert self._dispatcher is not None
-        self._dispatcher.complete(node.gateway.id, item_index)
+        self._dispatcher.complete(node.gateway.id, item_index, duration)
         self._apply(self._dispatcher.dispatch())
 
     def mark_test_pending(self, item: str) -> None:
@@ -142,7 +143,12 @@ class IsolateScheduling:
         self._collection = collection
         planned = plan_collection(collection, claims, self._recorded, len(self._nodes))
         self._dispatcher = Dispatcher(
-            planned.plan, claims, planned.estimates, self._capacity, max_depth=self._max_depth
+            planned.plan,
+            claims,
+            planned.estimates,
+            self._capacity,
+            max_depth=self._max_depth,
+            guessed=[i for i, nodeid in enumerate(collection) if nodeid not in self._recorded],
         )
         for node in self._nodes:
             self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
@@ -169,6 +175,8 @@ class IsolateScheduling:
         raise RuntimeError(f"pytest-isolate: {reason}; cannot schedule this run")
 
     def _apply(self, actions: list[Action]) -> None:
+        if not actions:
+            return  # most completions: the worker still has enough queued
         by_name = {node.gateway.id: node for node in self._nodes}
         for action in actions:
             node = by_name[action.worker]

@@ -54,7 +54,7 @@ def alive(pid: int) -> bool:
 def test_hung_tests_fail_with_their_stack_and_the_run_goes_on(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_hangs=HANGS)
     result = pytester.runpytest_subprocess(
-        "-p", "isolate", "-n", "2", "--isolate-timeout", "2", "-rf"
+        "-p", "isolate", "-n", "2", "--isolate-timeout", "2", "-rf", "--no-isolate-rerun-alone"
     )
     # Every collected test has exactly one outcome.
     result.assert_outcomes(passed=3, failed=2)
@@ -87,7 +87,9 @@ def test_fine():
     pass
 """
     )
-    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", *option)
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", *option, "--no-isolate-rerun-alone"
+    )
     result.assert_outcomes(passed=1, failed=1)
     assert "Timeout: test_hangs.py::test_stuck ran longer than 1s" in result.stdout.str()
     assert not alive(int((pytester.path / "child.pid").read_text()))
@@ -298,7 +300,9 @@ def test_a_crash_costs_only_its_test_and_the_domain_goes_on(
     pytester: pytest.Pytester, crash: str, cause: str
 ) -> None:
     pytester.makepyfile(test_crash=CRASHES.replace("{crash}", crash))
-    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "-v")
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "-v", "--no-isolate-rerun-alone"
+    )
     # Every collected test has exactly one outcome; the rest of the domain ran.
     result.assert_outcomes(passed=7, failed=1)
     out = result.stdout.str()
@@ -342,7 +346,7 @@ def test_free(i):
 """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "isolate", "-n", "2", "--max-worker-restart", "0", "-rf"
+        "-p", "isolate", "-n", "2", "--max-worker-restart", "0", "-rf", "--no-isolate-rerun-alone"
     )
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes["failed"] == 10  # one outcome per test
@@ -376,7 +380,9 @@ def test_free(i):
     pass
 """
     )
-    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "-rf")
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "-rf", "--no-isolate-rerun-alone"
+    )
     result.assert_outcomes(passed=5, failed=1)
     assert "FAILED test_memory.py::test_db[1] - MemoryError" in result.stdout.str()
     assert "crashed" not in result.stdout.str()  # the worker itself survived

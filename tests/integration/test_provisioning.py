@@ -324,7 +324,7 @@ def test_free(i):
     time.sleep(0.1)
 """
     )
-    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2")
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "--no-isolate-rerun-alone")
     result.assert_outcomes(passed=6, failed=1)
     setups = [json.loads(line) for line in (recorded / "setup").read_text().splitlines()]
     teardowns = [json.loads(line) for line in (recorded / "teardown").read_text().splitlines()]

@@ -124,6 +124,7 @@ def test_output_is_identical_for_any_worker_count(suite: pytest.Pytester) -> Non
             "no:randomly",
             f"--junitxml={label}.xml",
             f"--report-log={label}.jsonl",
+            "--no-isolate-rerun-alone",
         )
         result.assert_outcomes(passed=8, failed=3, errors=1, skipped=1, xfailed=1, xpassed=1)
         text = result.stdout.str()
@@ -191,9 +192,8 @@ def test_free(i):
 def test_timeline_page_renders_a_bar_for_every_test(suite: pytest.Pytester) -> None:
     from tests.browser import render
 
-    result = suite.runpytest_subprocess(
-        "-p", "isolate", "-n", "3", "-p", "no:randomly", "--isolate-timeline", "run.html"
-    )
+    args = ["-p", "isolate", "-n", "3", "-p", "no:randomly", "--isolate-timeline", "run.html"]
+    result = suite.runpytest_subprocess(*args, "--no-isolate-rerun-alone")
     result.assert_outcomes(passed=8, failed=3, errors=1, skipped=1, xfailed=1, xpassed=1)
     page = suite.path / "run.html"
     html = page.read_text()
@@ -204,3 +204,51 @@ def test_timeline_page_renders_a_bar_for_every_test(suite: pytest.Pytester) -> N
     assert len(set(bars)) == 15, bars  # every collected test, one bar each
     assert "test_mixed.py::TestDb::test_c" in bars
     assert (suite.path / "run.png").stat().st_size > 1000
+
+
+def test_final_report_is_in_collection_order_and_v_lines_a_domain_at_a_time(
+    pytester: pytest.Pytester,
+) -> None:
+    # The db domain's tests are not adjacent in the collection: -v brings them together,
+    # the final report keeps collection order, as a serial run does.
+    pytester.makepyfile(
+        test_split="""
+import pytest
+
+@pytest.mark.resource("db")
+def test_db_first():
+    assert False, "db first"
+
+def test_free():
+    assert False, "free"
+
+@pytest.mark.resource("db")
+def test_db_second():
+    assert False, "db second"
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "-v", "-rf", "--no-isolate-rerun-alone", "--junitxml=j.xml"
+    )
+    result.assert_outcomes(failed=3)
+    lines = result.stdout.lines
+    summary = [line for line in lines if line.startswith("FAILED ")]
+    assert summary == [
+        "FAILED test_split.py::test_db_first - AssertionError: db first",
+        "FAILED test_split.py::test_free - AssertionError: free",
+        "FAILED test_split.py::test_db_second - AssertionError: db second",
+    ]
+    sections = [line.strip("_ ") for line in lines if line.startswith("_____")]
+    assert sections == ["test_db_first", "test_free", "test_db_second"]
+    cases = [c.get("name") for c in ET.parse(pytester.path / "j.xml").iter("testcase")]
+    assert cases == ["test_db_first", "test_free", "test_db_second"]
+    live = [
+        line.split()[-1]
+        for line in lines
+        if line.startswith("[gw") and line.rstrip().endswith(("_first", "_second", "_free"))
+    ]
+    assert live == [
+        "test_split.py::test_db_first",
+        "test_split.py::test_db_second",
+        "test_split.py::test_free",
+    ]

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_isolate.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
-from pytest_isolate.dispatch import Dispatcher, Send, Shutdown
+from pytest_isolate.dispatch import BUFFER_SECONDS, Dispatcher, Send, Shutdown
 from pytest_isolate.domains import build_domains
 from pytest_isolate.plan import make_plan, make_units
 
@@ -220,6 +220,45 @@ def test_maxfail_depth_keeps_queues_short() -> None:
     dispatcher.dispatch()
     assert len(dispatcher.pending_of("gw0")) == 3  # two released, one parked
     assert len(dispatcher.pending_of("gw1")) == 3
+
+
+def _one_worker(tests: int, estimate: float, guessed: bool) -> Dispatcher:
+    claims = [PLAIN] * tests
+    dispatcher = Dispatcher(
+        make_plan(make_units(build_domains(claims), claims, [estimate] * tests), 1),
+        claims,
+        [estimate] * tests,
+        {},
+        guessed=range(tests) if guessed else (),
+    )
+    dispatcher.add_worker("gw0")
+    return dispatcher
+
+
+def _drain(dispatcher: Dispatcher, duration: float) -> int:
+    """Complete every released test with ``duration``; returns how deep the queue got."""
+    deepest = 0
+    while pending := dispatcher.pending_of("gw0"):
+        deepest = max(deepest, len(pending))
+        dispatcher.complete("gw0", pending[0], duration)
+        dispatcher.dispatch()
+    return deepest
+
+
+def test_tests_without_history_queue_as_deep_as_what_has_run_allows() -> None:
+    # No history: each test is guessed at 0.01 s, so the first batch is a few tests. Once
+    # tests are seen to take 0.1 ms, a queue holds many, and the run needs few messages.
+    dispatcher = _one_worker(2000, 0.01, guessed=True)
+    first = len(dispatcher.dispatch()[0].tests)
+    assert first <= BUFFER_SECONDS / 0.01 + 1
+    assert _drain(dispatcher, 0.0001) > 100
+
+
+def test_recorded_estimates_are_not_overridden_by_what_has_run() -> None:
+    # History says 0.01 s each: the queue stays within the time buffer whatever runs fast.
+    dispatcher = _one_worker(2000, 0.01, guessed=False)
+    dispatcher.dispatch()
+    assert _drain(dispatcher, 0.0001) <= BUFFER_SECONDS / 0.01 + 1
 
 
 def test_crash_fails_only_the_running_test_and_the_domain_goes_on() -> None:

@@ -1,0 +1,494 @@
+"""Fails only in parallel: the pure parts of ``--isolate-rerun-alone``.
+
+Input: each test's span in the parallel run (worker, start, stop), the tests that failed, what
+the audit saw tests touch, and the outcomes of the reruns. Output: which failed tests to rerun
+within the caps, the tests that overlapped a victim on other workers, the trials that narrow
+those down to a culprit (a generator fed with each trial's result), the verdicts, and their
+text for the terminal, the report-log, JUnit and the timeline. Also which of the run's own
+arguments a rerun keeps. No pytest imports, no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import signal
+import xml.etree.ElementTree as ET
+from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Overlapping sets larger than this are reported, not narrowed down: each halving costs
+#: fresh pytest processes.
+BISECT_MAX = 16
+
+# -- caps ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caps:
+    tests: int  # rerun at most this many failed tests
+    seconds: float  # all reruns and bisections together
+
+
+def parse_caps(raw_tests: object, raw_seconds: object) -> Caps:
+    """The caps from option or ini values; a ``ValueError`` names the setting and the fault."""
+    try:
+        tests = int(str(raw_tests))
+    except ValueError:
+        tests = -1
+    if tests < 0:
+        raise ValueError(
+            f"--isolate-rerun-max / isolate_rerun_max: {raw_tests!r} is not a whole number "
+            "of tests (0 or more)"
+        )
+    try:
+        seconds = float(str(raw_seconds))
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(
+            f"--isolate-rerun-budget / isolate_rerun_budget: {raw_seconds!r} is not a positive "
+            "number of seconds"
+        )
+    return Caps(tests, seconds)
+
+
+def select_reruns(failed: Iterable[str], limit: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The failed tests to rerun (the first ``limit``, once each) and those left out."""
+    unique = tuple(dict.fromkeys(failed))
+    return unique[:limit], unique[limit:]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A time budget started at ``started`` (any monotonic clock)."""
+
+    seconds: float
+    started: float
+
+    def left(self, now: float) -> float:
+        return max(0.0, self.started + self.seconds - now)
+
+
+# -- who overlapped whom --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    """One test in the parallel run: its worker, and setup start to teardown end."""
+
+    nodeid: str
+    worker: str
+    start: float
+    stop: float
+
+
+def overlapping(victim: Span, spans: Iterable[Span]) -> tuple[Span, ...]:
+    """The tests on other workers that ran while the victim ran, in the order they started."""
+    found = [
+        span
+        for span in spans
+        if span.nodeid != victim.nodeid
+        and span.worker != victim.worker
+        and span.start < victim.stop
+        and victim.start < span.stop
+    ]
+    return tuple(sorted(found, key=lambda span: (span.start, span.nodeid)))
+
+
+def suspects_in_order(
+    overlapped: Sequence[Span], touched: Mapping[str, Sequence[str]]
+) -> tuple[str, ...]:
+    """Suspects for bisection: those the audit saw touch shared state first, then by start.
+
+    The likelier culprits land in the first half, so a lucky first trial ends the search.
+    """
+    ordered = sorted(overlapped, key=lambda span: (not touched.get(span.nodeid), span.start))
+    return tuple(span.nodeid for span in ordered)
+
+
+# -- bisection -------------------------------------------------------------------------------
+
+
+class Search(enum.Enum):
+    FOUND = "found"
+    NOT_REPRODUCED = "not reproduced"
+    NEEDS_SEVERAL = "needs several"
+    OUT_OF_TIME = "out of time"
+    TOO_MANY = "too many"
+    NOTHING_OVERLAPPED = "nothing overlapped"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """Run the victim beside ``beside``; the culprit is known to be among ``suspects``."""
+
+    beside: tuple[str, ...]
+    suspects: tuple[str, ...]
+    number: int  # 1 for the first trial
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    status: Search
+    suspects: tuple[str, ...]  # the narrowest set known to reproduce (all, when not found)
+    trials: int
+
+    @property
+    def culprit(self) -> str | None:
+        return self.suspects[0] if self.status is Search.FOUND else None
+
+
+def bisect_culprit(candidates: Sequence[str]) -> Generator[Trial, bool, SearchResult]:
+    """Propose trials; send back whether the victim failed beside each.
+
+    The whole set first (does it reproduce at all?), then halves: the half that reproduces
+    is kept; when neither half does alone, the culprits need each other (or the failure needs
+    timing a rerun does not give), and the search stops with the set it had. A single
+    suspect left is the culprit, and the last trial that kept it proved it.
+    """
+    suspects = tuple(candidates)
+    if not suspects:
+        return SearchResult(Search.NOTHING_OVERLAPPED, (), 0)
+    trials = 1
+    if not (yield Trial(suspects, suspects, trials)):
+        return SearchResult(Search.NOT_REPRODUCED, suspects, trials)
+    while len(suspects) > 1:
+        half = len(suspects) // 2
+        for part in (suspects[:half], suspects[half:]):
+            trials += 1
+            if (yield Trial(part, suspects, trials)):
+                suspects = part
+                break
+        else:
+            return SearchResult(Search.NEEDS_SEVERAL, suspects, trials)
+    return SearchResult(Search.FOUND, suspects, trials)
+
+
+def stopped_at(trial: Trial) -> SearchResult:
+    """The search stopped before ``trial`` ran (the time budget ran out)."""
+    return SearchResult(Search.OUT_OF_TIME, trial.suspects, trial.number - 1)
+
+
+# -- verdicts ---------------------------------------------------------------------------------
+
+
+class Verdict(enum.Enum):
+    PARALLEL_ONLY = "fails only in parallel"
+    FAILS_ALONE = "fails alone too"
+    UNDECIDED = "not decided"
+    NOT_RERUN = "not rerun"
+
+
+_EXIT_CODES = {
+    2: "interrupted",
+    3: "internal error",
+    4: "usage error",
+    5: "the test was not collected",
+}
+
+
+def verdict_of(exit_code: int | None) -> tuple[Verdict, str]:
+    """A rerun's verdict from the exit code of its pytest process (``None``: out of time)."""
+    if exit_code is None:
+        return Verdict.UNDECIDED, "the rerun did not finish within isolate_rerun_budget"
+    if exit_code == 0:
+        return Verdict.PARALLEL_ONLY, "passed when rerun alone"
+    if exit_code == 1:
+        return Verdict.FAILS_ALONE, "failed when rerun alone"
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return Verdict.UNDECIDED, f"the rerun was killed by {name}"
+    what = _EXIT_CODES.get(exit_code, "unexpected exit code")
+    return Verdict.UNDECIDED, f"the rerun ended with exit code {exit_code} ({what})"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    nodeid: str
+    verdict: Verdict
+    detail: str = ""
+    worker: str = ""
+    overlapped: tuple[Span, ...] = ()
+    touched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by overlapping test
+    search: SearchResult | None = None
+
+    @property
+    def culprit(self) -> str | None:
+        return self.search.culprit if self.search else None
+
+
+def run_passes(failed: Iterable[str], diagnoses: Iterable[Diagnosis]) -> bool:
+    """With parallel-only failures accepted: did every failed test pass alone?"""
+    parallel_only = {d.nodeid for d in diagnoses if d.verdict is Verdict.PARALLEL_ONLY}
+    failed = set(failed)
+    return bool(failed) and failed <= parallel_only
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _search_line(d: Diagnosis) -> str | None:
+    search = d.search
+    if search is None:
+        return None
+    listed = ", ".join(search.suspects)
+    tried = _plural(search.trials, "trial")
+    if search.status is Search.FOUND:
+        return f"  culprit: {search.culprit}: the test fails when run beside it ({tried})"
+    if search.status is Search.NOT_REPRODUCED:
+        return (
+            f"  culprit not found: it passed again beside the overlapping tests ({tried}); "
+            "the failure needs the parallel run's timing"
+        )
+    if search.status is Search.NEEDS_SEVERAL:
+        return (
+            f"  culprit not narrowed down: it fails beside {listed} together, but beside "
+            f"neither half alone ({tried})"
+        )
+    if search.status is Search.OUT_OF_TIME:
+        return f"  culprit not narrowed down within isolate_rerun_budget ({tried}): among {listed}"
+    if search.status is Search.TOO_MANY:
+        return (
+            f"  culprit not searched: {len(search.suspects)} tests overlapped it, "
+            f"more than {BISECT_MAX}"
+        )
+    return None
+
+
+def format_section(
+    diagnoses: Sequence[Diagnosis], failed: int, accept: bool, passes: bool
+) -> list[str]:
+    """The terminal section's lines (without its heading)."""
+    lines: list[str] = []
+    for d in diagnoses:
+        if d.verdict is not Verdict.PARALLEL_ONLY:
+            continue
+        where = f" on {d.worker}" if d.worker else ""
+        lines.append(f"FAILS ONLY IN PARALLEL {d.nodeid}{where}: {d.detail}")
+        if d.overlapped:
+            lines.append("  overlapped on other workers:")
+            for span in d.overlapped:
+                touched = d.touched.get(span.nodeid, ())
+                lines.append(f"    {span.nodeid} ({span.worker})")
+                lines.extend(f"      touched {what}" for what in touched)
+        else:
+            lines.append(
+                "  no test ran beside it on another worker: look at the tests before it on "
+                "its own worker, or at the machine's load"
+            )
+        search_line = _search_line(d)
+        if search_line:
+            lines.append(search_line)
+    for verdict in (Verdict.FAILS_ALONE, Verdict.UNDECIDED, Verdict.NOT_RERUN):
+        for d in diagnoses:
+            if d.verdict is verdict:
+                lines.append(f"{verdict.value} {d.nodeid}: {d.detail}")
+    parallel_only = sum(1 for d in diagnoses if d.verdict is Verdict.PARALLEL_ONLY)
+    summary = (
+        f"isolate: {parallel_only} of {_plural(failed, 'failed test')} passed when rerun alone"
+    )
+    if passes:
+        summary += "; accepted by --isolate-parallel-only-ok, the run passes"
+    elif parallel_only and not accept:
+        summary += (
+            "; the run stays failed (--isolate-parallel-only-ok accepts failures only in parallel)"
+        )
+    elif parallel_only:
+        summary += "; the run stays failed: not every failed test passed alone"
+    lines.append(summary)
+    return lines
+
+
+# -- records for CI: report-log, JUnit, timeline ----------------------------------------------
+
+REPORT_TYPE = "pytest_isolate"
+
+
+def report_log_record(d: Diagnosis) -> dict[str, Any]:
+    """One JSON line for pytest-reportlog's file, ``{"$report_type": "pytest_isolate", ...}``."""
+    search = d.search
+    return {
+        "$report_type": REPORT_TYPE,
+        "event": "rerun_alone",
+        "nodeid": d.nodeid,
+        "verdict": d.verdict.name.lower(),
+        "detail": d.detail,
+        "worker": d.worker,
+        "overlapped": [
+            {
+                "nodeid": span.nodeid,
+                "worker": span.worker,
+                "touched": list(d.touched.get(span.nodeid, ())),
+            }
+            for span in d.overlapped
+        ],
+        "search": search.status.value if search else None,
+        "culprit": d.culprit,
+        "suspects": list(search.suspects) if search else [],
+        "trials": search.trials if search else 0,
+    }
+
+
+def insert_records(lines: Sequence[str], records: Sequence[str]) -> list[str]:
+    """A report-log's lines with ``records`` added just before its session finish line."""
+    out = list(lines)
+    at = next((i for i, line in enumerate(out) if _is_session_finish(line)), len(out))
+    return out[:at] + list(records) + out[at:]
+
+
+def _is_session_finish(line: str) -> bool:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("$report_type") == "SessionFinish"
+
+
+def junit_properties(diagnoses: Iterable[Diagnosis]) -> dict[str, list[tuple[str, str]]]:
+    """``<property>`` name/value pairs by node id: on each rerun test, and on each culprit."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for d in diagnoses:
+        props = found.setdefault(d.nodeid, [])
+        props.append(("isolate_rerun_alone", d.verdict.value))
+        if d.overlapped:
+            props.append(("isolate_overlapped", " ".join(s.nodeid for s in d.overlapped)))
+        if d.culprit:
+            props.append(("isolate_culprit", d.culprit))
+            found.setdefault(d.culprit, []).append(("isolate_culprit_of", d.nodeid))
+    return found
+
+
+def add_junit_properties(text: str, properties: Mapping[tuple[str, str], Sequence[Any]]) -> str:
+    """A JUnit XML document with ``properties`` (by ``(classname, name)``) on its test cases.
+
+    They go into the case's ``<properties>`` element, made first child when missing, where
+    junitxml puts ``record_property`` values.
+    """
+    root = ET.fromstring(text)
+    for case in root.iter("testcase"):
+        extra = properties.get((case.get("classname", ""), case.get("name", "")))
+        if not extra:
+            continue
+        holder = case.find("properties")
+        if holder is None:
+            holder = ET.Element("properties")
+            case.insert(0, holder)
+        for name, value in extra:
+            ET.SubElement(holder, "property", {"name": name, "value": value})
+    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")
+
+
+def timeline_notes(diagnoses: Iterable[Diagnosis]) -> dict[str, str]:
+    """A note by node id for the timeline: on each test failing only in parallel and its culprit."""
+    notes: dict[str, str] = {}
+    for d in diagnoses:
+        if d.verdict is not Verdict.PARALLEL_ONLY:
+            continue
+        note = "fails only in parallel"
+        if d.culprit:
+            note += f"; culprit: {d.culprit}"
+            notes[d.culprit] = f"culprit: {d.nodeid} fails beside it"
+        notes[d.nodeid] = note
+    return notes
+
+
+# -- the rerun's arguments --------------------------------------------------------------------
+
+
+class Arity(enum.Enum):
+    NONE = 0
+    ONE = 1
+    OPTIONAL = 2  # argparse's nargs="?": the next token, unless it is an option
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    dest: str
+    arity: Arity
+
+
+#: Options a rerun drops, by argparse ``dest``: parallelism, outputs of the run, selection
+#: (a rerun names its tests), cache-driven ordering, and modes that run no tests.
+DROPPED = frozenset(
+    {
+        "numprocesses", "dist", "distload", "tx", "maxprocesses", "maxworkerrestart",
+        "maxschedchunk", "looponfail", "rsyncdir", "rsyncignore", "testrunuid",
+        "xmlpath", "junitprefix", "report_log", "log_file", "debug", "pastebin",
+        "basetemp", "durations", "durations_min",
+        "keyword", "markexpr", "deselect", "maxfail",
+        "lf", "last_failed_no_failures", "failedfirst", "newfirst",
+        "stepwise", "stepwise_skip", "stepwise_reset", "cacheclear", "cacheshow",
+        "collectonly", "showfixtures", "show_fixtures_per_test", "markers",
+        "setuponly", "setupplan", "usepdb", "usepdb_cls", "trace", "help", "version",
+        "isolate_plan", "isolate_shard", "isolate_timeline", "isolate_durations",
+        "isolate_rerun_alone", "isolate_rerun_max", "isolate_rerun_budget", "isolate_rerun_child",
+        "isolate_parallel_only_ok",
+    }
+)  # fmt: skip
+
+
+def kept_args(
+    args: Sequence[str], options: Mapping[str, OptionSpec], drop: Collection[str] = DROPPED
+) -> list[str]:
+    """The run's own command-line options a rerun keeps: all but ``drop`` and positionals.
+
+    Positional arguments (paths, node ids, ``--`` and what follows) go: a rerun names its
+    tests. Short flags given together (``-vx``) are split, attached values (``-n4``,
+    ``--tb=short``) kept with their option. An option unknown to ``options`` is kept as is.
+    """
+    kept: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if token == "--":
+            break
+        if not token.startswith("-") or token == "-":
+            continue  # a path or node id
+        if token.startswith("--"):
+            name, eq, _ = token.partition("=")
+            spec = options.get(name)
+            group = [token]
+            if not eq and _takes_next(spec, args[i] if i < len(args) else None):
+                group.append(args[i])
+                i += 1
+            if spec is None or spec.dest not in drop:
+                kept += group
+            continue
+        # Short options: "-x", "-n4", "-n 4", "-vx", "-pno:cacheprovider".
+        chars = token[1:]
+        while chars:
+            name = "-" + chars[0]
+            chars = chars[1:]
+            spec = options.get(name)
+            group = [name]
+            if spec is not None and spec.arity is not Arity.NONE:
+                if chars:
+                    group = [name + chars]
+                    chars = ""
+                elif _takes_next(spec, args[i] if i < len(args) else None):
+                    group.append(args[i])
+                    i += 1
+            if spec is None or spec.dest not in drop:
+                kept += group
+    return kept
+
+
+def _takes_next(spec: OptionSpec | None, following: str | None) -> bool:
+    """Whether an option given without an attached value takes the next token as its value."""
+    if spec is None or following is None or spec.arity is Arity.NONE:
+        return False
+    return spec.arity is Arity.ONE or not following.startswith("-")
+
+
+def absolute_nodeid(rootdir: str, nodeid: str) -> str:
+    """A node id with its path made absolute, so it names the test from any directory."""
+    path, sep, rest = nodeid.partition("::")
+    return os.path.join(rootdir, path) + sep + rest

@@ -1,0 +1,485 @@
+"""Merge: the shards' ``--junitxml`` and ``--report-log`` files as one run's, in collection order.
+
+Every shard (``--isolate-shard K/N``) collects the whole suite, so each shard run can say what
+the whole run is: its shard number, N, and every collected test in collection order. It writes that
+*shard record* into its own files (a suite property in JUnit XML, one line of its own in the
+report-log), so merging needs nothing but the files. The merge puts the shards' test entries in
+the recorded order, drops the records, keeps once what every shard wrote alike (collection
+reports, collection errors, collection-time warnings), and names the tests that ran in no shard
+or in two (:class:`Faults`).
+
+This module owns the record's format, both directions. Pure: strings in, strings out; a
+:class:`MergeError` names the file and the fault of unusable input.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .reports import reorder_junit, reorder_report_log
+
+#: Bumped whenever the record's format changes.
+VERSION = 1
+#: The name of the JUnit suite property holding the record.
+JUNIT_PROPERTY = "pytest_isolate.shard"
+#: The ``$report_type`` of the report-log line holding the record.
+REPORT_TYPE = "pytest_isolate.Shard"
+
+_COUNTS = ("tests", "errors", "failures", "skipped")
+# Every shard collects the whole suite: these repeat alike in each, and appear once in a run.
+_COLLECTION_WARNINGS = ("config", "collect")
+
+
+class MergeError(Exception):
+    """Input the merge cannot use; the message names the file and the fault."""
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    shard: int  # 1-based
+    shards: int
+    tests: tuple[str, ...]  # node ids of the whole collection, in collection order
+    # JUnit only: each test's (classname, name), as pytest's junitxml names its test case.
+    cases: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Faults:
+    missing: tuple[str, ...] = ()  # collected, in no shard's file
+    duplicated: tuple[tuple[str, tuple[str, ...]], ...] = ()  # node id, the files it is in
+    absent_shards: tuple[int, ...] = ()  # shard numbers no file was given for
+    repeated_shards: tuple[tuple[int, tuple[str, ...]], ...] = ()  # shard number, its files
+    differing: tuple[tuple[str, str], ...] = ()  # (file, first file): other collections
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.missing
+            or self.duplicated
+            or self.absent_shards
+            or self.repeated_shards
+            or self.differing
+        )
+
+
+@dataclass(frozen=True)
+class Merged:
+    text: str
+    faults: Faults
+    shards: int
+    tests: int  # collected tests
+
+
+# -- writing the record (called by the reporting adapter of a shard run) -----------------------
+
+
+def annotate_report_log(
+    lines: Sequence[str], shard: int, shards: int, tests: Sequence[str]
+) -> list[str]:
+    """The report-log with the shard record right after the session start."""
+    record = json.dumps(
+        {
+            "$report_type": REPORT_TYPE,
+            "version": VERSION,
+            "shard": shard,
+            "shards": shards,
+            "tests": list(tests),
+        }
+    )
+    at = next((i + 1 for i, line in enumerate(lines) if _is_start(line)), 0)
+    return [*lines[:at], record, *lines[at:]]
+
+
+def annotate_junit(
+    text: str, shard: int, shards: int, tests: Sequence[tuple[str, str, str]]
+) -> str:
+    """The JUnit document with the shard record as a property of its first suite.
+
+    ``tests``: ``(nodeid, classname, name)`` of every collected test, in collection order.
+    """
+    root = ET.fromstring(text)
+    suites = _suites(root)
+    if not suites:
+        return text
+    value = json.dumps(
+        {
+            "version": VERSION,
+            "shard": shard,
+            "shards": shards,
+            "tests": [list(test) for test in tests],
+        }
+    )
+    properties = suites[0].find("properties")
+    if properties is None:
+        properties = ET.Element("properties")
+        suites[0].insert(0, properties)
+    ET.SubElement(properties, "property", name=JUNIT_PROPERTY, value=value)
+    return _xml(root)
+
+
+# -- merging ------------------------------------------------------------------------------------
+
+
+def merge_report_logs(files: Sequence[tuple[str, str]]) -> Merged:
+    """``files``: ``(name, text)`` of each shard's report-log. One report-log, collection order."""
+    shards = sorted((_read_report_log(name, text) for name, text in files), key=_by_shard)
+    collection, faults = _check_shards([(s.name, s.record) for s in shards])
+    positions = {nodeid: i for i, nodeid in enumerate(collection)}
+    found: dict[str, list[str]] = {}
+    start: str | None = None
+    finishes: list[dict[str, Any]] = []
+    body: list[str] = []
+    repeated: set[str] = set()
+    for shard in shards:
+        for line, data in shard.lines:
+            kind = data.get("$report_type")
+            if kind == "SessionStart":
+                start = start or line
+            elif kind == "SessionFinish":
+                finishes.append(data)
+            elif kind == "TestReport":
+                _found_in(found, str(data.get("nodeid", "")), shard.name)
+                body.append(line)
+            elif _same_in_every_shard(data):
+                if line not in repeated:
+                    repeated.add(line)
+                    body.append(line)
+            else:
+                body.append(line)
+    lines = ([start] if start else []) + body
+    if finishes:
+        finish = dict(finishes[0])
+        finish["exitstatus"] = combined_exitstatus([int(f.get("exitstatus", 0)) for f in finishes])
+        lines.append(json.dumps(finish))
+    ordered = reorder_report_log(lines, positions)
+    return Merged(
+        "".join(line + "\n" for line in ordered),
+        _with_coverage(faults, collection, found),
+        shards[0].record.shards,
+        len(collection),
+    )
+
+
+def merge_junit(files: Sequence[tuple[str, str]]) -> Merged:
+    """``files``: ``(name, text)`` of each shard's JUnit XML. One document, in collection order."""
+    shards = sorted((_read_junit(name, text) for name, text in files), key=_by_shard)
+    collection, faults = _check_shards([(s.name, s.record) for s in shards])
+    order = {nodeid: i for i, nodeid in enumerate(collection)}
+    nodeid_of: dict[tuple[str, str], str] = {}
+    for shard in shards:
+        for nodeid, case in zip(shard.record.tests, shard.record.cases, strict=True):
+            nodeid_of.setdefault(case, nodeid)
+    positions = {case: order[nodeid] for case, nodeid in nodeid_of.items()}
+    first = shards[0].root
+    merged: dict[str, ET.Element] = {}  # suite name -> merged suite
+    found: dict[str, list[str]] = {}
+    repeated: set[bytes] = set()
+    for shard in shards:
+        for suite in _suites(shard.root):
+            target = merged.get(suite.get("name", ""))
+            if target is None:
+                target = merged[suite.get("name", "")] = ET.Element(suite.tag, dict(suite.attrib))
+            else:
+                _add_suite_attributes(shard.name, target, suite)
+            for child in suite:
+                if child.tag == "properties":
+                    _merge_properties(target, child)
+                    continue
+                key = (child.get("classname", ""), child.get("name", ""))
+                if child.tag == "testcase" and key in nodeid_of:
+                    _found_in(found, nodeid_of[key], shard.name)
+                else:
+                    # Collection errors and the like: every shard collects the whole suite.
+                    signature = ET.tostring(child)
+                    if signature in repeated:
+                        if child.tag == "testcase":
+                            _uncount(target, child)
+                        continue
+                    repeated.add(signature)
+                target.append(child)
+    if first.tag == "testsuite" and len(merged) == 1:
+        root = next(iter(merged.values()))
+    else:
+        root = ET.Element("testsuites", dict(first.attrib) if first.tag == "testsuites" else {})
+        root.extend(merged.values())
+    return Merged(
+        reorder_junit(_xml(root), positions),
+        _with_coverage(faults, collection, found),
+        shards[0].record.shards,
+        len(collection),
+    )
+
+
+def combined_exitstatus(statuses: Iterable[int]) -> int:
+    """The run's exit status from its shards': the worst failure; 5 (no tests) only if all 5.
+
+    A shard with nothing to do is no fault of the run (shard runs exit 0 for it, but
+    pytest-reportlog has already written pytest's 5 by then).
+    """
+    codes = list(statuses)
+    failures = [code for code in codes if code not in (0, 5)]
+    if failures:
+        return max(failures)
+    return 5 if codes and all(code == 5 for code in codes) else 0
+
+
+def format_faults(faults: Faults) -> list[str]:
+    """The lines naming each fault, for the terminal."""
+    lines: list[str] = []
+    for shard in faults.absent_shards:
+        lines.append(f"no file for shard {shard}: its tests are missing")
+    for shard, names in faults.repeated_shards:
+        lines.append(f"shard {shard} given more than once: {', '.join(names)}")
+    for name, first in faults.differing:
+        lines.append(
+            f"{name} recorded a different collection than {first}: "
+            "were the shards run from the same checkout with the same options?"
+        )
+    if faults.missing:
+        lines.append(f"{_tests(len(faults.missing))} missing from every shard:")
+        lines += [f"  {nodeid}" for nodeid in faults.missing]
+    if faults.duplicated:
+        lines.append(f"{_tests(len(faults.duplicated))} in more than one shard:")
+        lines += [f"  {nodeid}  ({', '.join(names)})" for nodeid, names in faults.duplicated]
+    return lines
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ReportLog:
+    name: str
+    record: ShardRecord
+    lines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class _Junit:
+    name: str
+    record: ShardRecord
+    root: ET.Element
+
+
+def _by_shard(shard: _ReportLog | _Junit) -> int:
+    return shard.record.shard
+
+
+def _read_report_log(name: str, text: str) -> _ReportLog:
+    records: list[ShardRecord] = []
+    lines: list[tuple[str, dict[str, Any]]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise MergeError(f"{name}, line {number}: not JSON ({exc})") from None
+        if not isinstance(data, dict) or "$report_type" not in data:
+            raise MergeError(f"{name}, line {number}: not a report-log record (no $report_type)")
+        if data["$report_type"] == REPORT_TYPE:
+            records.append(_record(name, data))
+        else:
+            lines.append((line, data))
+    if not records:
+        raise MergeError(f"{name}: no shard record; {_HOW}")
+    if len(records) > 1:
+        raise MergeError(f"{name}: {len(records)} shard records, expected one")
+    return _ReportLog(name, records[0], lines)
+
+
+def _read_junit(name: str, text: str) -> _Junit:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise MergeError(f"{name}: not well-formed XML ({exc})") from None
+    if root.tag not in ("testsuites", "testsuite"):
+        raise MergeError(f"{name}: not a JUnit XML file (root element <{root.tag}>)")
+    suites = _suites(root)
+    found: list[ShardRecord] = []
+    for suite in suites:
+        properties = suite.find("properties")
+        if properties is None:
+            continue
+        for prop in list(properties):
+            if prop.tag == "property" and prop.get("name") == JUNIT_PROPERTY:
+                found.append(_junit_record(name, prop.get("value", "")))
+                properties.remove(prop)  # not part of the merged file
+        if len(properties) == 0:
+            suite.remove(properties)
+    if not found:
+        raise MergeError(f"{name}: no shard record; {_HOW}")
+    if len(found) > 1:
+        raise MergeError(f"{name}: {len(found)} shard records, expected one")
+    return _Junit(name, found[0], root)
+
+
+_HOW = "was it written by a run with pytest -p isolate --isolate-shard K/N (and not compressed)?"
+
+
+def _junit_record(name: str, value: str) -> ShardRecord:
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise MergeError(f"{name}: the shard record is not JSON") from None
+    if not isinstance(data, dict):
+        raise MergeError(f"{name}: the shard record is not a JSON object")
+    return _record(name, data, junit=True)
+
+
+def _record(name: str, data: dict[str, Any], junit: bool = False) -> ShardRecord:
+    if data.get("version") != VERSION:
+        raise MergeError(
+            f"{name}: shard record version {data.get('version')!r}, this merge reads "
+            f"version {VERSION}; merge with the pytest-isolate version that ran the shards"
+        )
+    shard, shards, tests = data.get("shard"), data.get("shards"), data.get("tests")
+    if not (isinstance(shard, int) and isinstance(shards, int) and 1 <= shard <= shards):
+        raise MergeError(f"{name}: the shard record has no valid shard K of N")
+    if not isinstance(tests, list):
+        raise MergeError(f"{name}: the shard record has no list of tests")
+    if not junit:
+        if not all(isinstance(t, str) for t in tests):
+            raise MergeError(f"{name}: the shard record's tests are not node ids")
+        return ShardRecord(shard, shards, tuple(tests))
+    if not all(
+        isinstance(t, list) and len(t) == 3 and all(isinstance(s, str) for s in t) for t in tests
+    ):
+        raise MergeError(f"{name}: the shard record's tests are not [nodeid, classname, name]")
+    return ShardRecord(
+        shard, shards, tuple(t[0] for t in tests), tuple((t[1], t[2]) for t in tests)
+    )
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+def _check_shards(records: Sequence[tuple[str, ShardRecord]]) -> tuple[list[str], Faults]:
+    """The whole collection in collection order, and the faults of the set of shards."""
+    if not records:
+        raise MergeError("no files to merge")
+    first_name, first = records[0]
+    for name, record in records[1:]:
+        if record.shards != first.shards:
+            raise MergeError(
+                f"{name} is shard {record.shard}/{record.shards} but {first_name} is shard "
+                f"{first.shard}/{first.shards}: these are not shards of one run"
+            )
+    by_shard: dict[int, list[str]] = {}
+    for name, record in records:
+        by_shard.setdefault(record.shard, []).append(name)
+    collection = list(first.tests)
+    known = set(collection)
+    differing = []
+    for name, record in records[1:]:
+        if record.tests != first.tests:
+            differing.append((name, first_name))
+            for nodeid in record.tests:  # the union, so each test is still accounted for
+                if nodeid not in known:
+                    known.add(nodeid)
+                    collection.append(nodeid)
+    faults = Faults(
+        absent_shards=tuple(k for k in range(1, first.shards + 1) if k not in by_shard),
+        repeated_shards=tuple((k, tuple(n)) for k, n in sorted(by_shard.items()) if len(n) > 1),
+        differing=tuple(differing),
+    )
+    return collection, faults
+
+
+def _found_in(found: dict[str, list[str]], nodeid: str, name: str) -> None:
+    names = found.setdefault(nodeid, [])
+    if name not in names:  # several entries per test in one file are normal
+        names.append(name)
+
+
+def _with_coverage(
+    faults: Faults, collection: Sequence[str], found: dict[str, list[str]]
+) -> Faults:
+    return Faults(
+        missing=tuple(nodeid for nodeid in collection if nodeid not in found),
+        duplicated=tuple(
+            (nodeid, tuple(found[nodeid]))
+            for nodeid in collection
+            if len(found.get(nodeid, ())) > 1
+        ),
+        absent_shards=faults.absent_shards,
+        repeated_shards=faults.repeated_shards,
+        differing=faults.differing,
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _is_start(line: str) -> bool:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("$report_type") == "SessionStart"
+
+
+def _same_in_every_shard(data: dict[str, Any]) -> bool:
+    kind = data.get("$report_type")
+    return kind == "CollectReport" or (
+        kind == "WarningMessage" and data.get("when") in _COLLECTION_WARNINGS
+    )
+
+
+def _suites(root: ET.Element) -> list[ET.Element]:
+    return [root] if root.tag == "testsuite" else root.findall("testsuite")
+
+
+def _add_suite_attributes(name: str, target: ET.Element, suite: ET.Element) -> None:
+    """Counts and times add up; the earliest timestamp stays; the rest is the first shard's."""
+    for key in (*_COUNTS, "time"):
+        if key not in suite.attrib:
+            continue
+        try:
+            if key == "time":
+                total = float(target.get(key, "0")) + float(suite.get(key, "0"))
+                target.set(key, f"{total:.3f}")
+            else:
+                target.set(key, str(int(target.get(key, "0")) + int(suite.get(key, "0"))))
+        except ValueError:
+            raise MergeError(
+                f"{name}: suite {suite.get('name', '')!r} has a non-numeric {key}="
+                f"{suite.get(key)!r}"
+            ) from None
+    stamp = suite.get("timestamp")
+    if stamp and (not target.get("timestamp") or stamp < target.get("timestamp", "")):
+        target.set("timestamp", stamp)
+
+
+def _uncount(suite: ET.Element, case: ET.Element) -> None:
+    """A repeated test case left out: take it out of the suite's counts too."""
+    tags = {child.tag for child in case}
+    for key, counted in (("tests", True), ("errors", "error" in tags)):
+        if counted and suite.get(key, "").isdigit():
+            suite.set(key, str(int(suite.get(key, "0")) - 1))
+    for key, tag in (("failures", "failure"), ("skipped", "skipped")):
+        if tag in tags and suite.get(key, "").isdigit():
+            suite.set(key, str(int(suite.get(key, "0")) - 1))
+
+
+def _merge_properties(target: ET.Element, properties: ET.Element) -> None:
+    mine = target.find("properties")
+    if mine is None:
+        mine = ET.Element("properties")
+        target.insert(0, mine)
+    have = {ET.tostring(prop) for prop in mine}
+    for prop in properties:
+        if ET.tostring(prop) not in have:
+            mine.append(prop)
+
+
+def _tests(count: int) -> str:
+    return f"{count} test{'s' if count != 1 else ''}"
+
+
+def _xml(root: ET.Element) -> str:
+    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")

@@ -1,0 +1,405 @@
+"""The pure parts of --isolate-rerun-alone (pytest_isolate.diagnosis), over plain data."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Collection, Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_isolate.diagnosis import (
+    BISECT_MAX,
+    Arity,
+    Budget,
+    Caps,
+    Diagnosis,
+    OptionSpec,
+    Search,
+    SearchResult,
+    Span,
+    Trial,
+    Verdict,
+    absolute_nodeid,
+    add_junit_properties,
+    bisect_culprit,
+    format_section,
+    insert_records,
+    junit_properties,
+    kept_args,
+    overlapping,
+    parse_caps,
+    report_log_record,
+    run_passes,
+    select_reruns,
+    stopped_at,
+    suspects_in_order,
+    timeline_notes,
+    verdict_of,
+)
+
+# -- caps ----------------------------------------------------------------------------------
+
+
+def test_caps_parse_from_option_or_ini_text() -> None:
+    assert parse_caps("10", "120") == Caps(10, 120.0)
+    assert parse_caps(0, "0.5") == Caps(0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("tests", "seconds", "named"),
+    [
+        ("-1", "120", "isolate_rerun_max"),
+        ("ten", "120", "isolate_rerun_max"),
+        ("1.5", "120", "isolate_rerun_max"),
+        ("10", "0", "isolate_rerun_budget"),
+        ("10", "-3", "isolate_rerun_budget"),
+        ("10", "soon", "isolate_rerun_budget"),
+        ("10", "nan", "isolate_rerun_budget"),
+        ("10", "inf", "isolate_rerun_budget"),
+    ],
+)
+def test_bad_caps_name_the_setting_and_the_value(tests: str, seconds: str, named: str) -> None:
+    with pytest.raises(ValueError, match=named) as caught:
+        parse_caps(tests, seconds)
+    assert repr(tests if named == "isolate_rerun_max" else seconds) in str(caught.value)
+
+
+def test_reruns_are_capped_in_count_keeping_the_order_and_each_test_once() -> None:
+    chosen, left_out = select_reruns(["c", "a", "c", "b", "d"], 2)
+    assert chosen == ("c", "a")
+    assert left_out == ("b", "d")
+    assert select_reruns(["a"], 0) == ((), ("a",))
+
+
+def test_budget_counts_down_to_zero_and_stays_there() -> None:
+    budget = Budget(10.0, started=100.0)
+    assert budget.left(100.0) == 10.0
+    assert budget.left(107.5) == 2.5
+    assert budget.left(200.0) == 0.0
+
+
+# -- overlaps ------------------------------------------------------------------------------
+
+VICTIM = Span("t.py::victim", "gw0", 10.0, 12.0)
+SPANS = [
+    VICTIM,
+    Span("t.py::before_on_gw0", "gw0", 8.0, 10.0),  # its own worker: not counted
+    Span("t.py::during_on_gw0", "gw0", 11.0, 11.5),  # impossible but still its own worker
+    Span("t.py::ends_as_it_starts", "gw1", 9.0, 10.0),  # touching is not overlapping
+    Span("t.py::late", "gw1", 11.5, 13.0),
+    Span("t.py::inside", "gw2", 10.5, 11.0),
+    Span("t.py::around", "gw1", 9.0, 14.0),
+    Span("t.py::after", "gw2", 12.0, 13.0),
+]
+
+
+def test_overlapping_tests_are_on_other_workers_and_in_the_order_they_started() -> None:
+    found = overlapping(VICTIM, SPANS)
+    assert [s.nodeid for s in found] == ["t.py::around", "t.py::inside", "t.py::late"]
+
+
+def test_audited_suspects_come_first() -> None:
+    found = overlapping(VICTIM, SPANS)
+    touched = {"t.py::late": ("file: wrote shared.txt",), "t.py::inside": ()}
+    assert suspects_in_order(found, touched) == ("t.py::late", "t.py::around", "t.py::inside")
+
+
+# -- bisection -----------------------------------------------------------------------------
+
+
+def drive(
+    candidates: Sequence[str], fails_beside: Callable[[Collection[str]], bool]
+) -> tuple[SearchResult, list[Trial]]:
+    trials: list[Trial] = []
+    search = bisect_culprit(candidates)
+    try:
+        trial = next(search)
+        while True:
+            trials.append(trial)
+            trial = search.send(fails_beside(trial.beside))
+    except StopIteration as done:
+        result: SearchResult = done.value
+        return result, trials
+
+
+def test_bisection_confirms_then_halves_to_the_culprit() -> None:
+    result, trials = drive(list("abcdefgh"), lambda beside: "f" in beside)
+    assert result == SearchResult(Search.FOUND, ("f",), len(trials))
+    assert result.culprit == "f"
+    assert [t.beside for t in trials] == [
+        tuple("abcdefgh"),
+        tuple("abcd"),
+        tuple("efgh"),
+        ("e", "f"),
+        ("e",),
+        ("f",),
+    ]
+    assert [t.number for t in trials] == list(range(1, 7))
+    assert trials[3].suspects == tuple("efgh")
+
+
+def test_a_single_suspect_is_confirmed_by_one_trial() -> None:
+    result, trials = drive(["a"], lambda beside: "a" in beside)
+    assert result.culprit == "a"
+    assert len(trials) == 1
+
+
+def test_no_reproduction_no_culprit() -> None:
+    result, trials = drive(["a", "b", "c"], lambda beside: False)
+    assert result == SearchResult(Search.NOT_REPRODUCED, ("a", "b", "c"), 1)
+    assert result.culprit is None
+    assert len(trials) == 1
+
+
+def test_nothing_to_search() -> None:
+    result, trials = drive([], lambda beside: True)
+    assert result.status is Search.NOTHING_OVERLAPPED
+    assert trials == []
+
+
+def test_culprits_that_need_each_other_stop_the_search_with_both_suspected() -> None:
+    result, _ = drive(list("abcd"), lambda beside: {"a", "d"} <= set(beside))
+    assert result.status is Search.NEEDS_SEVERAL
+    assert result.suspects == tuple("abcd")
+    assert result.culprit is None
+
+
+def test_a_search_stopped_by_the_budget_keeps_what_it_narrowed() -> None:
+    trial = Trial(("c",), ("c", "d"), 4)
+    assert stopped_at(trial) == SearchResult(Search.OUT_OF_TIME, ("c", "d"), 3)
+
+
+@settings(deadline=None)  # plain logic: a loaded machine must not fail it
+@given(
+    size=st.integers(min_value=1, max_value=BISECT_MAX),
+    data=st.data(),
+)
+def test_bisection_finds_any_single_culprit_within_its_bound(
+    size: int, data: st.DataObject
+) -> None:
+    candidates = [f"t{i}" for i in range(size)]
+    culprit = data.draw(st.sampled_from(candidates))
+    result, trials = drive(candidates, lambda beside: culprit in beside)
+    assert result.culprit == culprit
+    assert result.trials == len(trials) <= 1 + 2 * math.ceil(math.log2(size))
+    # The last trial ran the victim beside the culprit alone: the proof.
+    assert trials[-1].beside == (culprit,)
+
+
+@settings(deadline=None)
+@given(
+    size=st.integers(min_value=2, max_value=BISECT_MAX),
+    data=st.data(),
+)
+def test_the_suspects_always_hold_every_needed_test(size: int, data: st.DataObject) -> None:
+    candidates = [f"t{i}" for i in range(size)]
+    needed = set(data.draw(st.sets(st.sampled_from(candidates), min_size=1, max_size=3)))
+    result, trials = drive(candidates, lambda beside: needed <= set(beside))
+    assert needed <= set(result.suspects)
+    assert (result.status is Search.FOUND) == (len(needed) == 1)
+    for trial in trials:
+        assert set(trial.beside) <= set(trial.suspects)
+
+
+# -- verdicts and their text ----------------------------------------------------------------
+
+
+def test_exit_codes_decide_the_verdict() -> None:
+    assert verdict_of(0)[0] is Verdict.PARALLEL_ONLY
+    assert verdict_of(1)[0] is Verdict.FAILS_ALONE
+    assert verdict_of(None) == (
+        Verdict.UNDECIDED,
+        "the rerun did not finish within isolate_rerun_budget",
+    )
+    verdict, detail = verdict_of(5)
+    assert verdict is Verdict.UNDECIDED
+    assert "exit code 5" in detail and "not collected" in detail
+    assert "exit code 99" in verdict_of(99)[1]
+    assert verdict_of(-11) == (Verdict.UNDECIDED, "the rerun was killed by SIGSEGV")
+
+
+A = Span("test_a.py::test_a", "gw1", 1.0, 3.0)
+F = Span("test_f.py::test_f", "gw1", 3.0, 3.5)
+VICTIM_B = Diagnosis(
+    "test_b.py::test_b",
+    Verdict.PARALLEL_ONLY,
+    "passed when rerun alone",
+    "gw0",
+    (A, F),
+    {A.nodeid: ('file: wrote shared.txt (declare: @pytest.mark.resource("dir:shared.txt"))',)},
+    SearchResult(Search.FOUND, (A.nodeid,), 3),
+)
+ALONE_C = Diagnosis("test_c.py::test_c", Verdict.FAILS_ALONE, "failed when rerun alone", "gw1")
+LEFT_D = Diagnosis("test_d.py::test_d", Verdict.NOT_RERUN, "over isolate_rerun_max (2)")
+
+
+def test_section_names_the_victim_who_overlapped_it_what_they_touched_and_the_culprit() -> None:
+    lines = format_section([VICTIM_B, ALONE_C, LEFT_D], failed=3, accept=False, passes=False)
+    assert lines == [
+        "FAILS ONLY IN PARALLEL test_b.py::test_b on gw0: passed when rerun alone",
+        "  overlapped on other workers:",
+        "    test_a.py::test_a (gw1)",
+        '      touched file: wrote shared.txt (declare: @pytest.mark.resource("dir:shared.txt"))',
+        "    test_f.py::test_f (gw1)",
+        "  culprit: test_a.py::test_a: the test fails when run beside it (3 trials)",
+        "fails alone too test_c.py::test_c: failed when rerun alone",
+        "not rerun test_d.py::test_d: over isolate_rerun_max (2)",
+        "isolate: 1 of 3 failed tests passed when rerun alone; the run stays failed "
+        "(--isolate-parallel-only-ok accepts failures only in parallel)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        (SearchResult(Search.NOT_REPRODUCED, ("x", "y"), 1), "culprit not found"),
+        (SearchResult(Search.NEEDS_SEVERAL, ("x", "y"), 3), "beside x, y together"),
+        (SearchResult(Search.OUT_OF_TIME, ("x", "y"), 2), "within isolate_rerun_budget"),
+        (SearchResult(Search.TOO_MANY, tuple("x" * 17), 0), "17 tests overlapped it"),
+    ],
+)
+def test_section_says_why_no_culprit_was_named(search: SearchResult, expected: str) -> None:
+    victim = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0", (A,), {}, search)
+    text = "\n".join(format_section([victim], 1, accept=False, passes=False))
+    assert expected in text
+    assert "culprit:" not in text
+
+
+def test_section_without_overlaps_points_at_the_victims_own_worker() -> None:
+    lonely = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0")
+    lines = format_section([lonely], 1, accept=True, passes=True)
+    assert "no test ran beside it on another worker" in lines[1]
+    assert lines[-1].endswith("accepted by --isolate-parallel-only-ok, the run passes")
+
+
+def test_the_run_passes_only_when_every_failed_test_passed_alone() -> None:
+    assert run_passes(["test_b.py::test_b"], [VICTIM_B])
+    assert not run_passes(["test_b.py::test_b", "test_c.py::test_c"], [VICTIM_B, ALONE_C])
+    assert not run_passes(["test_b.py::test_b", "test_d.py::test_d"], [VICTIM_B, LEFT_D])
+    assert not run_passes([], [])
+
+
+# -- records for CI -------------------------------------------------------------------------
+
+
+def test_report_log_record_is_json_with_the_verdict_overlaps_and_culprit() -> None:
+    record = json.loads(json.dumps(report_log_record(VICTIM_B)))
+    assert record["$report_type"] == "pytest_isolate"
+    assert record["event"] == "rerun_alone"
+    assert record["nodeid"] == "test_b.py::test_b"
+    assert record["verdict"] == "parallel_only"
+    assert record["culprit"] == "test_a.py::test_a"
+    assert record["search"] == "found"
+    assert record["overlapped"][0]["nodeid"] == "test_a.py::test_a"
+    assert "wrote shared.txt" in record["overlapped"][0]["touched"][0]
+    assert record["overlapped"][1]["touched"] == []
+    assert report_log_record(LEFT_D)["culprit"] is None
+
+
+def test_records_go_before_the_session_finish_line() -> None:
+    lines = [
+        json.dumps({"$report_type": "SessionStart"}),
+        json.dumps({"$report_type": "TestReport", "nodeid": "x"}),
+        json.dumps({"$report_type": "SessionFinish", "exitstatus": 1}),
+    ]
+    out = insert_records(lines, ["R1", "R2"])
+    assert out == [lines[0], lines[1], "R1", "R2", lines[2]]
+    assert insert_records(lines[:2], ["R"]) == [*lines[:2], "R"]
+
+
+JUNIT = (
+    '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">'
+    '<testcase classname="test_a" name="test_a" />'
+    '<testcase classname="test_b" name="test_b"><properties>'
+    '<property name="own" value="1" /></properties><failure message="x">boom</failure>'
+    "</testcase></testsuite></testsuites>"
+)
+
+
+def test_junit_properties_land_on_the_victim_and_the_culprit() -> None:
+    by_nodeid = junit_properties([VICTIM_B])
+    assert by_nodeid["test_b.py::test_b"] == [
+        ("isolate_rerun_alone", "fails only in parallel"),
+        ("isolate_overlapped", "test_a.py::test_a test_f.py::test_f"),
+        ("isolate_culprit", "test_a.py::test_a"),
+    ]
+    assert by_nodeid["test_a.py::test_a"] == [("isolate_culprit_of", "test_b.py::test_b")]
+    cases = {
+        ("test_b", "test_b"): by_nodeid["test_b.py::test_b"],
+        ("test_a", "test_a"): by_nodeid["test_a.py::test_a"],
+    }
+    root = ET.fromstring(add_junit_properties(JUNIT, cases))
+    b = root.find(".//testcase[@name='test_b']")
+    a = root.find(".//testcase[@name='test_a']")
+    assert b is not None and a is not None
+    assert [c.tag for c in b] == ["properties", "failure"]
+    props = {p.get("name"): p.get("value") for p in b.iter("property")}
+    assert props["own"] == "1"
+    assert props["isolate_culprit"] == "test_a.py::test_a"
+    assert a[0].tag == "properties"
+    assert a[0][0].attrib == {"name": "isolate_culprit_of", "value": "test_b.py::test_b"}
+
+
+def test_timeline_notes_mark_the_victim_and_its_culprit_only() -> None:
+    notes = timeline_notes([VICTIM_B, ALONE_C, LEFT_D])
+    assert notes == {
+        "test_b.py::test_b": "fails only in parallel; culprit: test_a.py::test_a",
+        "test_a.py::test_a": "culprit: test_b.py::test_b fails beside it",
+    }
+
+
+# -- the rerun's arguments ------------------------------------------------------------------
+
+OPTIONS = {
+    "-n": OptionSpec("numprocesses", Arity.ONE),
+    "--numprocesses": OptionSpec("numprocesses", Arity.ONE),
+    "--dist": OptionSpec("dist", Arity.ONE),
+    "-p": OptionSpec("plugins", Arity.ONE),
+    "-v": OptionSpec("verbose", Arity.NONE),
+    "-x": OptionSpec("maxfail", Arity.NONE),
+    "-k": OptionSpec("keyword", Arity.ONE),
+    "-o": OptionSpec("override_ini", Arity.ONE),
+    "-c": OptionSpec("inifilename", Arity.ONE),
+    "--tb": OptionSpec("tbstyle", Arity.ONE),
+    "--junitxml": OptionSpec("xmlpath", Arity.ONE),
+    "--report-log": OptionSpec("report_log", Arity.ONE),
+    "--isolate-timeline": OptionSpec("isolate_timeline", Arity.ONE),
+    "--isolate-db-url": OptionSpec("isolate_db_url", Arity.ONE),
+    "--debug": OptionSpec("debug", Arity.OPTIONAL),
+    "--cache-show": OptionSpec("cacheshow", Arity.OPTIONAL),
+    "--ds": OptionSpec("ds", Arity.ONE),  # a plugin's option: kept
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "kept"),
+    [
+        (["-p", "isolate", "-n", "2", "tests/"], ["-p", "isolate"]),
+        (["-n4", "-pisolate", "-vx"], ["-pisolate", "-v"]),
+        (["-vn", "2", "-k", "slow", "t.py::test"], ["-v"]),
+        (["--numprocesses=auto", "--dist", "load", "--tb=short"], ["--tb=short"]),
+        (["--junitxml", "out.xml", "--report-log=r.jsonl", "--isolate-timeline", "t.html"], []),
+        (["-o", "xfail_strict=true", "-c", "ci.ini", "--ds=settings"], None),
+        (
+            ["--isolate-db-url", "postgresql://h/db", "a.py"],
+            ["--isolate-db-url", "postgresql://h/db"],
+        ),
+        (["--debug", "tests", "-v"], ["-v"]),  # --debug takes "tests" as its file, as argparse does
+        (["--debug", "-v"], ["-v"]),
+        (["-v", "--", "-x", "a.py"], ["-v"]),
+        (["--unknown-flag", "-"], ["--unknown-flag"]),
+    ],
+)
+def test_a_rerun_keeps_the_runs_options_but_not_workers_outputs_or_selection(
+    args: list[str], kept: list[str] | None
+) -> None:
+    assert kept_args(args, OPTIONS) == (args if kept is None else kept)
+
+
+def test_absolute_nodeids_name_the_test_from_anywhere() -> None:
+    assert absolute_nodeid("/r", "tests/t.py::C::test[a::b]") == "/r/tests/t.py::C::test[a::b]"
+    assert absolute_nodeid("/r", "t.py") == "/r/t.py"
