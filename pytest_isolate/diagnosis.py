@@ -14,7 +14,6 @@ import enum
 import json
 import os
 import signal
-import xml.etree.ElementTree as ET
 from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,6 +189,11 @@ _EXIT_CODES = {
 }
 
 
+#: The failure of a test that never ran (its workers crashed, restarts used up): not a test
+#: that failed, so never rerun as one.
+NEVER_RAN = "not run: its workers crashed and --max-worker-restart allows no more"
+
+
 def verdict_of(exit_code: int | None) -> tuple[Verdict, str]:
     """A rerun's verdict from the exit code of its pytest process (``None``: out of time)."""
     if exit_code is None:
@@ -199,11 +203,12 @@ def verdict_of(exit_code: int | None) -> tuple[Verdict, str]:
     if exit_code == 1:
         return Verdict.FAILS_ALONE, "failed when rerun alone"
     if exit_code < 0:
+        # A crash alone is a failure alone: whatever kills it is not another test.
         try:
             name = signal.Signals(-exit_code).name
         except ValueError:
             name = f"signal {-exit_code}"
-        return Verdict.UNDECIDED, f"the rerun was killed by {name}"
+        return Verdict.FAILS_ALONE, f"crashed when rerun alone (killed by {name})"
     what = _EXIT_CODES.get(exit_code, "unexpected exit code")
     return Verdict.UNDECIDED, f"the rerun ended with exit code {exit_code} ({what})"
 
@@ -371,6 +376,8 @@ def add_junit_properties(text: str, properties: Mapping[tuple[str, str], Sequenc
     They go into the case's ``<properties>`` element, made first child when missing, where
     junitxml puts ``record_property`` values.
     """
+    import xml.etree.ElementTree as ET  # only when there is a junit file to annotate
+
     root = ET.fromstring(text)
     for case in root.iter("testcase"):
         extra = properties.get((case.get("classname", ""), case.get("name", "")))
@@ -421,6 +428,7 @@ DROPPED = frozenset(
         "numprocesses", "dist", "distload", "tx", "maxprocesses", "maxworkerrestart",
         "maxschedchunk", "looponfail", "rsyncdir", "rsyncignore", "testrunuid",
         "xmlpath", "junitprefix", "report_log", "log_file", "debug", "pastebin",
+        "htmlpath", "allure_report_dir", "json_report_file",
         "basetemp", "durations", "durations_min",
         "keyword", "markexpr", "deselect", "maxfail",
         "lf", "last_failed_no_failures", "failedfirst", "newfirst",

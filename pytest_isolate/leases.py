@@ -72,6 +72,11 @@ def lease_dir() -> Path:
     return path
 
 
+#: How often a process waiting for the lease lock tries again. filelock's default, 50 ms,
+#: serializes the workers of one run at start and end in steps of 50 ms each.
+POLL_SECONDS = 0.002
+
+
 class Leases:
     """Leases on spans of numbers (ports, say) of one kind, in one directory.
 
@@ -109,7 +114,7 @@ class Leases:
         when every span overlaps a live lease.
         """
         candidates = list(spans)
-        with self._lock:
+        with self._lock.acquire(poll_interval=POLL_SECONDS):
             live: list[range] = []
             dead: list[tuple[range, Holder]] = []
             for start, (span, owner) in self._read_all().items():
@@ -137,7 +142,7 @@ class Leases:
             path.chmod(0o666)
 
     def release(self, span: range, holder: Holder) -> None:
-        with self._lock:
+        with self._lock.acquire(poll_interval=POLL_SECONDS):
             current = self._read_all().get(span.start)
             if current is not None and current[1] == holder:
                 self._path(span.start).unlink(missing_ok=True)
@@ -145,7 +150,7 @@ class Leases:
     def reclaim(self) -> list[tuple[range, Holder]]:
         """Remove the leases of dead processes; returns what was removed."""
         removed = []
-        with self._lock:
+        with self._lock.acquire(poll_interval=POLL_SECONDS):
             for start, (span, owner) in sorted(self._read_all().items()):
                 if not is_alive(owner):
                     self._path(start).unlink(missing_ok=True)

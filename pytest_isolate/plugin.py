@@ -25,6 +25,7 @@ from .autoscale import Decision, choose_workers
 from .claims import DeclarationError, TestClaims, parse_capacity, unused_capacity
 from .crashes import describe_exit
 from .database import WorkerDatabase
+from .diagnosis import NEVER_RAN
 from .domains import build_domains
 from .leases import Leases
 from .markers import timeout_of
@@ -244,24 +245,18 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from exc
     settings = read_settings(config)
-    runs_tests = not (config.getoption("isolate_plan") or config.getoption("collectonly"))
-    if not _is_worker(config) and runs_tests:
+    if not _is_worker(config) and _runs_tests(config):
         reclaimed = Leases("ports").reclaim()
         config.stash[RECLAIMED_PORTS] = [f"{span.start}-{span.stop - 1}" for span, _ in reclaimed]
-        # Local workers lease their blocks on this host; remote ones (--tx) on theirs.
-        local = int(getattr(config.option, "numprocesses", None) or 1)
         try:
-            ports.check_pool(settings.ports_per_worker, local)
+            ports.check_pool(settings.ports_per_worker, _local_workers(config.option))
         except ports.PortsError as exc:
             raise pytest.UsageError(f"pytest-isolate: {exc}") from exc
-    if not _is_worker(config) and settings.db_url and not config.getoption("isolate_plan"):
-        try:
-            database.check_server(settings.db_url)
-        except database.DatabaseError as exc:
-            raise pytest.UsageError(str(exc)) from exc
-    if not _is_worker(config) and not (
-        config.getoption("isolate_plan") or config.getoption("collectonly")
-    ):
+        if settings.db_url:
+            try:
+                database.check_server(settings.db_url)
+            except database.DatabaseError as exc:
+                raise pytest.UsageError(str(exc)) from exc
         _start_run(config, settings)
     state = IsolateState(config, capacity, settings, timeout)
     config.pluginmanager.register(state, "isolate-state")
@@ -272,6 +267,35 @@ def pytest_configure(config: pytest.Config) -> None:
         rerun.configure(config, reporter)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
+
+
+#: Modes in which pytest runs no test: no leases, no database server, no run record.
+_NO_TESTS = (
+    "isolate_plan",
+    "collectonly",
+    "help",
+    "showfixtures",
+    "show_fixtures_per_test",
+    "markers",
+    "setupplan",
+)
+
+
+def _runs_tests(config: pytest.Config) -> bool:
+    return not any(getattr(config.option, name, False) for name in _NO_TESTS)
+
+
+def _local_workers(option: Any) -> int:
+    """Workers started on this host: ``-n N`` or ``--tx [N*]popen`` (not ``via`` another)."""
+    specs = getattr(option, "tx", None) or []
+    if getattr(option, "dist", "no") == "no" or not specs:
+        return 1
+    count = 0
+    for spec in specs:
+        times, _, rest = str(spec).rpartition("*")
+        if rest.startswith("popen") and "via=" not in rest:
+            count += int(times) if times.isdigit() else 1
+    return max(1, count)
 
 
 RECLAIMED = pytest.StashKey[list[str]]()
@@ -381,7 +405,7 @@ class IsolateState:
         self.provisioner = Provisioner(settings, config.hook)
 
     def _runs_tests_here(self) -> bool:
-        if self.config.getoption("isolate_plan") or self.config.getoption("collectonly"):
+        if not _runs_tests(self.config):
             return False
         return self.is_worker or not self.config.pluginmanager.hasplugin("dsession")
 
@@ -710,7 +734,7 @@ class XdistHooks:
                     (fspath, None, nodeid),
                     {},
                     "failed",
-                    "not run: its workers crashed and --max-worker-restart allows no more",
+                    NEVER_RAN,
                     "call",
                 )
                 session.config.hook.pytest_runtest_logreport(report=report)

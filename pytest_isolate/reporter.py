@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from . import durations, merge, reports
+from . import durations, reports
 from .autoscale import RunHistory
 from .claims import TestClaims
 from .domains import build_domains
@@ -64,9 +64,12 @@ class Reporter:
     # -- recording -----------------------------------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        span = self._spans.setdefault(report.nodeid, [report.start, report.stop, "main", ""])
-        span[0] = min(span[0], report.start)
-        span[1] = max(span[1], report.stop)
+        # A crash report (xdist's, or a test that never ran) carries no times: it ends now.
+        now = time.time()
+        start, stop = (report.start, report.stop) if report.start else (now, now)
+        span = self._spans.setdefault(report.nodeid, [start, stop, "main", ""])
+        span[0] = min(span[0], start)
+        span[1] = max(span[1], stop)
         node = getattr(report, "node", None)
         if node is not None:
             span[2] = node.gateway.id
@@ -189,6 +192,8 @@ class Reporter:
             text = reports.reorder_junit(path.read_text(encoding="utf-8"), cases)
             if self.shard is not None:
                 k, n, order = self.shard
+                from . import merge  # only for a shard's files
+
                 text = merge.annotate_junit(text, k, n, [(i, *case(i)) for i in order])
             path.write_text(text, encoding="utf-8")
 
@@ -205,6 +210,8 @@ class Reporter:
             lines = path.read_text(encoding="utf-8").splitlines()
             ordered = reports.reorder_report_log(lines, self.positions)
             if self.shard is not None:
+                from . import merge
+
                 ordered = merge.annotate_report_log(ordered, *self.shard)
             path.write_text("".join(line + "\n" for line in ordered), encoding="utf-8")
 

@@ -32,8 +32,13 @@ from typing import IO, Any
 import pytest
 
 from . import diagnosis
-from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
+from .diagnosis import NEVER_RAN, Caps, Diagnosis, Search, SearchResult, Span, Verdict
 from .reporter import Reporter
+from .timeouts import GRACE_SECONDS
+from .transport import is_local
+
+#: More failures than this many times isolate_rerun_max: no reruns at all.
+BROKEN_BUILD = 5
 
 __all__ = ["add_options", "configure"]
 
@@ -134,12 +139,22 @@ class RerunAlone:
         self.caps = caps
         self.accept = accept
         self.failed: list[str] = []
+        self.failed_reports = 0
+        self.remote: list[str] = []
         self.diagnoses: list[Diagnosis] = []
         self.passes = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.failed and report.nodeid not in self.failed:
+        if not report.failed:
+            return
+        self.failed_reports += 1
+        if report.nodeid not in self.failed and str(report.longrepr) != NEVER_RAN:
             self.failed.append(report.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        if not is_local(node.gateway):
+            self.remote.append(str(node.gateway.id))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Inside the terminal reporter's sessionfinish wrapper: before the summary is written.
@@ -147,13 +162,26 @@ class RerunAlone:
             return
         if not self.failed:
             return
+        if self.remote:
+            # The suite and its environment live on the workers' hosts, not necessarily here.
+            self._say(
+                "isolate: no reruns alone: workers ran on other hosts "
+                f"({', '.join(self.remote)}); rerun failures there"
+            )
+            return
+        if len(self.failed) > BROKEN_BUILD * self.caps.tests:
+            self._say(
+                f"isolate: no reruns alone: {len(self.failed)} tests failed, more than "
+                f"{BROKEN_BUILD} x isolate_rerun_max ({self.caps.tests}); that is a broken "
+                "build, not tests that fail only in parallel"
+            )
+            return
         positions = self.reporter.positions
         failed = sorted(self.failed, key=diagnosis_order(positions))
         chosen, left_out = diagnosis.select_reruns(failed, self.caps.tests)
         budget = diagnosis.Budget(self.caps.seconds, time.monotonic())
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None and chosen:
-            terminal.write_line(
+        if chosen:
+            self._say(
                 f"isolate: rerunning {len(chosen)} failed test(s) alone "
                 f"(at most {self.caps.seconds:g}s)"
             )
@@ -161,7 +189,9 @@ class RerunAlone:
             with Reruns(self.config) as runs:
                 self._diagnose(runs, chosen, budget, self.diagnoses)
         except KeyboardInterrupt:
-            # Ctrl-C (or SIGTERM) during the reruns ends them; the run's report still comes.
+            # Ctrl-C (or SIGTERM) during the reruns ends them; the run's report still comes,
+            # with the exit status of an interrupted run.
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
             done = {d.nodeid for d in self.diagnoses}
             self.diagnoses += [
                 Diagnosis(nodeid, Verdict.NOT_RERUN, "the reruns were interrupted")
@@ -174,9 +204,24 @@ class RerunAlone:
             for nodeid in left_out
         ]
         self.reporter.notes.update(diagnosis.timeline_notes(self.diagnoses))
-        if self.accept and diagnosis.run_passes(failed, self.diagnoses):
+        # Accepted only when the failed tests are all that failed (not --cov-fail-under, say).
+        alone = session.testsfailed == self.failed_reports
+        if (
+            self.accept
+            and alone
+            and session.exitstatus == pytest.ExitCode.TESTS_FAILED
+            and (diagnosis.run_passes(failed, self.diagnoses))
+        ):
             self.passes = True
             session.exitstatus = pytest.ExitCode.OK
+
+    def _say(self, line: str) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            # After xdist's progress dots, which leave the line open.
+            if getattr(getattr(terminal, "_tw", None), "width_of_current_line", 0):
+                terminal.write("\n")
+            terminal.write_line(line)
 
     def _parallel(self) -> bool:
         return self.config.pluginmanager.hasplugin("dsession") and not (
@@ -338,6 +383,9 @@ class Reruns:
         config = self.config
         # A rerun never reruns anything itself, and its test timeouts end it.
         extra = ["--isolate-rerun-child", f"--rootdir={self.rootdir}"]
+        if config.pluginmanager.hasplugin("pytest_cov"):
+            # Else it would overwrite the run's own coverage data and reports with one test's.
+            extra.append("--no-cov")
         extra.append(f"--basetemp={here / 'basetemp'}")
         extra += ["-o", f"cache_dir={here / 'cache'}"]
         if config.inipath is not None:
@@ -391,7 +439,7 @@ class Reruns:
                 if code is None:
                     return None
                 if code != 0:
-                    return code == 1
+                    return code == 1 or code < 0  # failed, or crashed, beside them
                 if _wait(others, 0) is not None:
                     return False
         finally:
@@ -424,9 +472,16 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:
 
 
 def _stop(process: subprocess.Popen[bytes], output: IO[bytes]) -> None:
-    """End the process and whatever it left running in its group (a test's children)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    """End the process and whatever it left running in its group (a test's children).
+
+    SIGTERM first, so a pytest still running tears down (fixtures, its databases), then
+    SIGKILL for what is left once it has ended or the grace period is over.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        if sig == signal.SIGTERM:
+            _wait(process, GRACE_SECONDS)
     process.wait()
     output.close()
 

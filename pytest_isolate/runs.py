@@ -14,7 +14,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from . import database
-from .leases import Holder, is_alive, lease_dir, me
+from .leases import POLL_SECONDS, Holder, is_alive, lease_dir, me
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,17 @@ class RunRegistry:
 
     def register(self, run_id: str, db_url: str | None) -> None:
         record = {"holder": asdict(me(run_id, -1)), "db_url": db_url}
-        with self._lock:
+        with self._lock.acquire(poll_interval=POLL_SECONDS):
             (self.directory / f"{run_id}.json").write_text(json.dumps(record))
 
     def unregister(self, run_id: str) -> None:
-        with self._lock:
+        with self._lock.acquire(poll_interval=POLL_SECONDS):
             (self.directory / f"{run_id}.json").unlink(missing_ok=True)
 
     def reclaim(self) -> list[str]:
         """Drop the databases of dead runs; returns what was dropped, as ``name`` strings."""
         dropped: list[str] = []
-        with self._lock:
+        with self._lock.acquire(poll_interval=POLL_SECONDS):
             for path in sorted(self.directory.glob("*.json")):
                 try:
                     data = json.loads(path.read_text())

@@ -357,6 +357,44 @@ def test_free(i):
         assert any(line.startswith(f"FAILED test_crash.py::test_db[{i}]") for line in lines)
 
 
+def test_tests_that_never_ran_are_not_rerun_alone(pytester: pytest.Pytester) -> None:
+    # Restarts used up: the tests that never ran fail, but they are not failures to
+    # diagnose; rerun alone they would "pass" and be called failures only in parallel.
+    pytester.makepyfile(
+        test_crash="""
+import os, time, pytest
+
+@pytest.mark.resource("db")
+@pytest.mark.parametrize("i", range(3))
+def test_db(i):
+    time.sleep(0.05)
+    if i == 0:
+        os._exit(3)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "--max-worker-restart", "0")
+    out = result.stdout.str()
+    assert "not run: its workers crashed" in out
+    assert "rerunning 1 failed test(s) alone" in out  # the crashed test only
+    assert "FAILS ONLY IN PARALLEL test_crash.py::test_db[1]" not in out
+    assert "FAILS ONLY IN PARALLEL test_crash.py::test_db[2]" not in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--collect-only"], ["--markers"], ["--fixtures"], ["--isolate-plan"]],
+    ids=["collect-only", "markers", "fixtures", "plan"],
+)
+def test_modes_that_run_no_test_touch_no_server_lease_or_run_record(
+    pytester: pytest.Pytester, args: list[str]
+) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    unreachable = "postgresql://nobody@127.0.0.1:1/app"
+    result = pytester.runpytest_subprocess("-p", "isolate", "--isolate-db-url", unreachable, *args)
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    assert not list((pytester.path / "_leases").glob("runs/*.json"))
+
+
 def test_running_out_of_memory_fails_only_that_test(pytester: pytest.Pytester) -> None:
     # An address-space limit makes the allocation fail as it does when memory runs out;
     # the kernel's OOM killer instead sends SIGKILL, covered by the crash test above.

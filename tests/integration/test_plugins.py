@@ -299,6 +299,18 @@ def test_coverage_under_workers_is_the_serial_coverage(
     assert lines("s.json")["missing_lines"], "the suite leaves lines out: a real comparison"
     assert lines("s.json")["executed_lines"]
 
+    # A failing test is rerun alone after the run: its rerun must not replace the run's
+    # coverage data and report with its own (one test's) coverage.
+    pytester.makepyfile(
+        test_zero="import calc\ndef test_zero():\n    assert calc.classify(0) == 'no'\n"
+    )
+    failing = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "4", *cov, "--cov-report=json:f.json"
+    )
+    failing.assert_outcomes(passed=3, failed=1)
+    failing.stdout.fnmatch_lines(["*isolate: rerunning 1 failed test(s) alone*"])
+    assert lines("f.json") == lines("s.json")
+
 
 # -- pytest-django ------------------------------------------------------------------------
 

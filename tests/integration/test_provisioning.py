@@ -240,12 +240,15 @@ def test_bad_ports_setting_is_a_usage_error(pytester: pytest.Pytester, recorded:
     result.stderr.fnmatch_lines(["*--isolate-ports-per-worker*'lots' is not a whole number*"])
 
 
+@pytest.mark.parametrize(
+    "workers", [["-n", "3"], ["--tx", "3*popen", "--dist", "load"]], ids=["n3", "tx"]
+)
 def test_a_port_pool_too_small_for_the_workers_is_a_usage_error(
-    pytester: pytest.Pytester, recorded: Path
+    pytester: pytest.Pytester, recorded: Path, workers: list[str]
 ) -> None:
     many_tests(pytester, count=3, nap=0)
     result = pytester.runpytest_subprocess(
-        "-p", "isolate", "-n", "3", "--isolate-ports-per-worker", "10000"
+        "-p", "isolate", *workers, "--isolate-ports-per-worker", "10000"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(

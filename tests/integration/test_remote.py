@@ -320,9 +320,7 @@ def _local_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args
 def _remote_run(pytester: pytest.Pytester, hosts: list[Host], *args: str) -> pytest.RunResult:
     txs = [arg for h in hosts for arg in ("--tx", h.tx)]
     # -d, not --dist load: an explicit --dist would replace pytest-isolate's scheduler.
-    return pytester.runpytest_subprocess(
-        "-p", "isolate", "-d", *txs, "--no-isolate-rerun-alone", *args
-    )
+    return pytester.runpytest_subprocess("-p", "isolate", "-d", *txs, *args)
 
 
 def _check_provisioned_per_host(
@@ -370,6 +368,9 @@ def test_remote_workers_get_their_own_host_resources_and_match_a_local_run(
             assert h.wait_idle() == {}
         _check_provisioned_per_host(hosts, facts(remote_facts), "sqlite")
     result.assert_outcomes(passed=8, failed=1, skipped=1, xfailed=1, errors=1)
+    # The suite lives on the hosts: failures are not rerun alone here, and it says so.
+    result.stdout.fnmatch_lines(["isolate: no reruns alone: workers ran on other hosts (*"])
+    assert "rerunning" not in result.stdout.str()
 
 
 def test_remote_workers_get_databases_on_the_configured_server(

@@ -219,7 +219,11 @@ def test_exit_codes_decide_the_verdict() -> None:
     assert verdict is Verdict.UNDECIDED
     assert "exit code 5" in detail and "not collected" in detail
     assert "exit code 99" in verdict_of(99)[1]
-    assert verdict_of(-11) == (Verdict.UNDECIDED, "the rerun was killed by SIGSEGV")
+    # A crash alone is a failure alone: no other test was there to cause it.
+    assert verdict_of(-11) == (
+        Verdict.FAILS_ALONE,
+        "crashed when rerun alone (killed by SIGSEGV)",
+    )
 
 
 A = Span("test_a.py::test_a", "gw1", 1.0, 3.0)
