@@ -27,18 +27,14 @@ import pytest
 from . import findings, markers
 from .claims import TestClaims
 from .findings import Finding, Scope, Touch
+from .options import audit_wanted
 from .worker import Provisioner
 
-__all__ = ["FINDINGS", "Finding", "add_options", "configure"]
+__all__ = ["FINDINGS", "Finding", "configure"]
 
 #: On the controller (or in-process): nodeid -> findings, filled as the reports arrive.
 FINDINGS = pytest.StashKey[dict[str, list[Finding]]]()
 
-MARKER = (
-    "isolate_audit_ignore(*patterns): --isolate-audit does not report what these patterns "
-    "name (KIND or KIND:GLOB; kinds file, port, env, cwd, thread, process). "
-    "Provided by pytest-isolate."
-)
 
 #: Events that start a process: the first one in a test lists the children already there.
 SPAWN_EVENTS = frozenset(
@@ -47,29 +43,9 @@ SPAWN_EVENTS = frozenset(
 )  # fmt: skip
 
 
-def add_options(parser: pytest.Parser, group: Any) -> None:
-    group.addoption(
-        "--isolate-audit",
-        action="store_true",
-        default=None,
-        help="report, test by test, shared state a test touches without declaring it "
-        "(files, ports, environment, working directory, threads, processes)",
-    )
-    parser.addini("isolate_audit", type="bool", default=False, help="default for --isolate-audit")
-    parser.addini(
-        "isolate_audit_ignore",
-        type="linelist",
-        default=[],
-        help="findings --isolate-audit never reports, KIND or KIND:GLOB each "
-        "(e.g. 'file:logs/*', 'env:MY_TOOL_*', 'thread')",
-    )
-
-
 def configure(config: pytest.Config, provisioner: Provisioner) -> None:
-    """Register the marker always; the recorder and the section only when asked for."""
-    config.addinivalue_line("markers", MARKER)
-    option = config.getoption("isolate_audit")
-    if not (option if option is not None else config.getini("isolate_audit")):
+    """The recorder and the section, when asked for (the marker is registered always)."""
+    if not audit_wanted(config):
         return
     try:
         ignore = tuple(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import audit, database, durations, markers, ports, rerun, transport, wire
+from . import database, durations, markers, options, ports, transport, wire
 from .autoscale import Decision, choose_workers
 from .claims import DeclarationError, TestClaims, parse_capacity, unused_capacity
 from .crashes import describe_exit
@@ -111,8 +111,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="size of each worker's port block (default: ini isolate_ports_per_worker, 50)",
     )
     parser.addini("isolate_ports_per_worker", default="50", help="size of each port block")
-    audit.add_options(parser, group)
-    rerun.add_options(parser, group)
+    options.add_audit_options(parser, group)
+    options.add_rerun_options(parser, group)
     group.addoption(
         "--isolate-db-url",
         metavar="URL",
@@ -260,11 +260,19 @@ def pytest_configure(config: pytest.Config) -> None:
         _start_run(config, settings)
     state = IsolateState(config, capacity, settings, timeout)
     config.pluginmanager.register(state, "isolate-state")
-    audit.configure(config, state.provisioner)
+    config.addinivalue_line("markers", options.AUDIT_MARKER)
+    if options.audit_wanted(config):
+        from . import audit  # imported only where it runs
+
+        audit.configure(config, state.provisioner)
     if not state.is_worker:
         reporter = Reporter(config, state.measured)
         config.pluginmanager.register(reporter, "isolate-reporter")
-        rerun.configure(config, reporter)
+        if getattr(config.option, "dist", "no") != "no" or options.rerun_caps_given(config):
+            # The controller of a run with workers; in-process only to check the settings.
+            from . import rerun
+
+            rerun.configure(config, reporter)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
 

@@ -14,7 +14,6 @@ The rules (caps, overlaps, bisection, verdicts, texts, kept arguments) are in
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -40,69 +39,7 @@ from .transport import is_local
 #: More failures than this many times isolate_rerun_max: no reruns at all.
 BROKEN_BUILD = 5
 
-__all__ = ["add_options", "configure"]
-
-
-def add_options(parser: pytest.Parser, group: Any) -> None:
-    group.addoption(
-        "--isolate-rerun-alone",
-        dest="isolate_rerun_alone",
-        action="store_const",
-        const=True,
-        default=None,
-        help="after a run under -n, rerun each failed test alone in a fresh pytest process; "
-        "one that passes is reported as failing only in parallel (default: ini "
-        "isolate_rerun_alone, on)",
-    )
-    group.addoption(
-        "--no-isolate-rerun-alone",
-        dest="isolate_rerun_alone",
-        action="store_const",
-        const=False,
-        help="do not rerun failed tests alone",
-    )
-    group.addoption(
-        "--isolate-rerun-max",
-        metavar="N",
-        default=None,
-        help="rerun at most N failed tests (default: ini isolate_rerun_max, 10)",
-    )
-    group.addoption(
-        "--isolate-rerun-budget",
-        metavar="SECONDS",
-        default=None,
-        help="time for all reruns and culprit searches together "
-        "(default: ini isolate_rerun_budget, 120)",
-    )
-    group.addoption(
-        "--isolate-parallel-only-ok",
-        dest="isolate_parallel_only_ok",
-        action="store_const",
-        const=True,
-        default=None,
-        help="let the run pass when every failed test passed when rerun alone "
-        "(default: ini isolate_parallel_only_ok, off)",
-    )
-    group.addoption(
-        "--isolate-rerun-child",
-        action="store_true",
-        default=False,
-        help=argparse.SUPPRESS,  # set by the plugin on the processes it reruns tests in
-    )
-    parser.addini(
-        "isolate_rerun_alone",
-        type="bool",
-        default=True,
-        help="rerun failed tests alone after a run under -n",
-    )
-    parser.addini("isolate_rerun_max", default="10", help="default for --isolate-rerun-max")
-    parser.addini("isolate_rerun_budget", default="120", help="default for --isolate-rerun-budget")
-    parser.addini(
-        "isolate_parallel_only_ok",
-        type="bool",
-        default=False,
-        help="default for --isolate-parallel-only-ok",
-    )
+__all__ = ["configure"]
 
 
 def _flag(config: pytest.Config, name: str) -> bool:
