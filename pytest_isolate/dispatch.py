@@ -39,6 +39,9 @@ MAX_DEPTH = 256
 #: Seconds of estimated work queued on a worker at most: what a wrong guess can leave on one
 #: worker at the end of the run, against one message per few tests when tests are short.
 BUFFER_SECONDS = 0.2
+#: What pytest and xdist add to each test's recorded duration (hooks, reports, transport):
+#: queues of tiny tests are measured with it, or they hold far more time than the buffer.
+PER_TEST_SECONDS = 0.0005
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ class Dispatcher:
         # so a first run of many tiny tests is not sent one message per test.
         self._guessed = frozenset(guessed)
         self._observed = (0.0, 0)  # summed seconds, count
+        # Estimated seconds of the tests not sent yet: near the end of the run a worker's
+        # queue holds at most its share of them, so no worker idles while another has a
+        # queue it cannot give away.
+        self._unsent = sum(estimates[test] for unit in plan.units for test in unit.tests)
         self._charged: dict[int, float] = {}  # released test -> the estimate it was charged
         self._capacity = capacity
         self._max_depth = max(2, max_depth)
@@ -156,6 +163,7 @@ class Dispatcher:
         for test in list(worker.pending)[: worker.released]:
             self._unrelease(worker, test)
         requeue = [test for test in worker.pending if test != crashed]
+        self._unsent += sum(self._estimates[test] for test in requeue)
         # In-flight tests go back in front of their units' unsent ones, in collection order,
         # and the units go to the front of the slot's queue for a replacement (or a thief).
         touched = dict.fromkeys(self._unit_of[test] for test in requeue)
@@ -170,12 +178,24 @@ class Dispatcher:
             self._done += 1
         return crashed
 
+    def shut_down(self, name: str) -> None:
+        """xdist shut the worker down itself (-x, restarts used up): it runs what it has, the
+        parked test included, and gets nothing more."""
+        worker = self._workers.get(name)
+        if worker is None or worker.shutdown:
+            return
+        parked = worker.parked
+        if parked is not None:
+            self._release(worker, parked)
+        worker.shutdown = True
+
     def retry(self, test: int) -> None:
         """Run a finished (crashed) test again, first in its unit; for rerun plugins."""
         unit = self._unit_of[test]
         self._remaining[unit].appendleft(test)
         self._finished.discard(test)
         self._done -= 1
+        self._unsent += self._estimates[test]
         if unit in self._queued:
             slot, estimate = self._queued[unit]
             self._queued[unit] = (slot, estimate + self._estimates[test])
@@ -240,7 +260,8 @@ class Dispatcher:
         if worker.released < 2:
             return True
         return (
-            worker.released < self._max_depth // 2 and worker.released_estimate < self._buffer / 2
+            worker.released < self._max_depth // 2
+            and worker.released_estimate < self._queue_budget() / 2
         )
 
     def _wants_more(self, worker: _Worker) -> bool:
@@ -248,7 +269,13 @@ class Dispatcher:
         # when tests are short compared with that round trip.
         if worker.released < 2:
             return True
-        return worker.released < self._max_depth and worker.released_estimate < self._buffer
+        return worker.released < self._max_depth and worker.released_estimate < self._queue_budget()
+
+    def _queue_budget(self) -> float:
+        """Seconds of released work a worker may hold: the buffer, or near the end of the
+        run its share of what is left to send, whichever is less."""
+        share = self._unsent / max(1, len(self._workers))
+        return min(self._buffer, share)
 
     def _send(self, worker: _Worker, test: int, sent: list[int]) -> None:
         parked = worker.parked
@@ -256,6 +283,7 @@ class Dispatcher:
             self._release(worker, parked)
         worker.pending.append(test)
         worker.serial_pending += self._claims[test].serial
+        self._unsent -= self._estimates[test]
         sent.append(test)
 
     def _shutdown(self, worker: _Worker, sent: list[int], actions: list[Action]) -> None:
@@ -277,6 +305,7 @@ class Dispatcher:
         total, count = self._observed
         if count and test in self._guessed:
             estimate = total / count
+        estimate += PER_TEST_SECONDS
         self._charged[test] = estimate
         worker.released_estimate += estimate
 

@@ -101,12 +101,12 @@ class IsolateScheduling:
     ) -> None:
         assert self._dispatcher is not None
         self._dispatcher.complete(node.gateway.id, item_index, duration)
-        self._apply(self._dispatcher.dispatch())
+        self._dispatch()
 
     def mark_test_pending(self, item: str) -> None:
         assert self._dispatcher is not None and self._collection is not None
         self._dispatcher.retry(self._collection.index(item))
-        self._apply(self._dispatcher.dispatch())
+        self._dispatch()
 
     def remove_pending_tests_from_node(
         self, node: WorkerController, indices: Sequence[int]
@@ -120,7 +120,7 @@ class IsolateScheduling:
         if self._dispatcher is None or self._collection is None:
             return None
         crashed = self._dispatcher.remove_worker(node.gateway.id)
-        self._apply(self._dispatcher.dispatch())
+        self._dispatch()
         return None if crashed is None else self._collection[crashed]
 
     def schedule(self) -> None:
@@ -130,7 +130,7 @@ class IsolateScheduling:
         if self._dispatcher is None:
             self._start()
         assert self._dispatcher is not None
-        self._apply(self._dispatcher.dispatch())
+        self._dispatch()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -173,6 +173,15 @@ class IsolateScheduling:
         for node in self._nodes:
             node.shutdown()
         raise RuntimeError(f"pytest-isolate: {reason}; cannot schedule this run")
+
+    def _dispatch(self) -> None:
+        assert self._dispatcher is not None
+        for node in self._nodes:
+            # xdist shuts every node down itself when restarts run out or the run stops
+            # (-x): a test sent after that would never run, and come back as a "crash".
+            if getattr(node, "_shutdown_sent", False):
+                self._dispatcher.shut_down(node.gateway.id)
+        self._apply(self._dispatcher.dispatch())
 
     def _apply(self, actions: list[Action]) -> None:
         if not actions:

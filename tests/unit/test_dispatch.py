@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_isolate.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
-from pytest_isolate.dispatch import BUFFER_SECONDS, Dispatcher, Send, Shutdown
+from pytest_isolate.dispatch import BUFFER_SECONDS, MAX_DEPTH, Dispatcher, Send, Shutdown
 from pytest_isolate.domains import build_domains
 from pytest_isolate.plan import make_plan, make_units
 
@@ -259,6 +260,34 @@ def test_recorded_estimates_are_not_overridden_by_what_has_run() -> None:
     dispatcher = _one_worker(2000, 0.01, guessed=False)
     dispatcher.dispatch()
     assert _drain(dispatcher, 0.0001) <= BUFFER_SECONDS / 0.01 + 1
+
+
+def test_deep_queues_of_tiny_tests_still_end_together() -> None:
+    # Recorded durations leave out pytest's own per-test cost: the tests really take ten
+    # times their estimate. Deep queues save messages, but near the end a worker holds only
+    # its share of what is left, so neither worker idles while the other drains a long queue.
+    pick = random.Random(0)
+    durations = [pick.choice([0.0005, 0.001, 0.0015]) for _ in range(2100)]
+    run = simulate(
+        [PLAIN] * 2100, durations, workers=2, estimates=[0.0001] * 2100, max_depth=MAX_DEPTH
+    )
+    assert run.makespan <= sum(durations) / 2 * 1.003
+
+
+def test_a_worker_xdist_shut_down_gets_nothing_more() -> None:
+    # Restarts used up, or -x: xdist shuts the workers down itself. A test sent after that
+    # would never run, and would come back as the worker's "crash" when it finishes.
+    dispatcher = _one_worker(50, 0.05, guessed=False)
+    dispatcher.add_worker("gw1")
+    dispatcher.dispatch()
+    dispatcher.shut_down("gw0")
+    queued = dispatcher.pending_of("gw0")
+    for test in queued:  # it runs what it has, the parked test included
+        dispatcher.complete("gw0", test)
+        actions = dispatcher.dispatch()
+        assert not any(action.worker == "gw0" for action in actions)
+    assert dispatcher.pending_of("gw0") == ()
+    assert dispatcher.remove_worker("gw0") is None
 
 
 def test_crash_fails_only_the_running_test_and_the_domain_goes_on() -> None:
