@@ -191,6 +191,8 @@ class Dispatcher:
 
     def retry(self, test: int) -> None:
         """Run a finished (crashed) test again, first in its unit; for rerun plugins."""
+        if test not in self._finished:
+            return  # already waiting to run again: a second retry must not queue it twice
         unit = self._unit_of[test]
         self._remaining[unit].appendleft(test)
         self._finished.discard(test)

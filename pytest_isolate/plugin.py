@@ -604,8 +604,9 @@ class TimeoutGuard:
         seconds = timeout_of(item, self.default)
         if seconds is None:
             return (yield)
-        self.watchdog.arm(item.nodeid, seconds)
         try:
+            # Armed inside the try: if arming fails half-way, the timer is still cancelled.
+            self.watchdog.arm(item.nodeid, seconds)
             return (yield)
         finally:
             self.watchdog.disarm()

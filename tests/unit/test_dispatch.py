@@ -290,6 +290,28 @@ def test_a_worker_xdist_shut_down_gets_nothing_more() -> None:
     assert dispatcher.remove_worker("gw0") is None
 
 
+def test_a_test_retried_twice_runs_once_more_and_the_run_finishes() -> None:
+    dispatcher = _one_worker(3, 0.01, guessed=False)
+    dispatcher.dispatch()
+    ran = []
+    while pending := dispatcher.pending_of("gw0"):
+        ran.append(pending[0])
+        dispatcher.complete("gw0", pending[0])
+        dispatcher.dispatch()
+    assert dispatcher.finished
+    dispatcher.retry(ran[0])
+    dispatcher.retry(ran[0])  # e.g. a rerun plugin asking again before it ran
+    assert not dispatcher.finished
+    dispatcher.add_worker("gw1")
+    again = []
+    for action in dispatcher.dispatch():
+        assert isinstance(action, Send | Shutdown)
+        again += list(getattr(action, "tests", ()))
+    assert again == [ran[0]]
+    dispatcher.complete("gw1", ran[0])
+    assert dispatcher.finished
+
+
 def test_crash_fails_only_the_running_test_and_the_domain_goes_on() -> None:
     claims = [exclusive("db")] * 5 + [PLAIN] * 3
     run = simulate(claims, [1.0] * 8, workers=2, crash_at=1)
