@@ -67,6 +67,10 @@ class _Worker:
     released_estimate: float = 0.0
     serial_pending: int = 0
     bound: list[int] = field(default_factory=list)  # units with unsent tests, in bind order
+    # Has enough queued until one of its own tests completes: nothing another worker's
+    # event changes (the queue budget only shrinks between such events) can make it want
+    # more, so dispatch skips it. Rare events (a worker leaving, a retry) clear it for all.
+    satisfied: bool = False
 
     @property
     def released(self) -> int:
@@ -121,6 +125,7 @@ class Dispatcher:
             for unit in queue:
                 self._enqueue(slot, unit, front=False)
         self._workers: dict[str, _Worker] = {}
+        self._by_slot: list[_Worker] = []
         self._holders: dict[str, int] = {name: 0 for name in capacity}
         self._total = len(self._unit_of)
         self._done = 0
@@ -139,6 +144,8 @@ class Dispatcher:
             self._queues.append(deque())
             self._queue_load.append(0.0)
         self._workers[name] = _Worker(name, slot)
+        self._by_slot = sorted(self._workers.values(), key=lambda w: w.slot)
+        self._unsatisfy()
         return slot
 
     def complete(self, name: str, test: int, duration: float | None = None) -> None:
@@ -149,6 +156,7 @@ class Dispatcher:
             total, count = self._observed
             self._observed = (total + duration, count + 1)
         self._unrelease(worker, worker.pending.popleft())
+        worker.satisfied = False
         worker.serial_pending -= self._claims[test].serial
         self._finished.add(test)
         self._done += 1
@@ -159,6 +167,8 @@ class Dispatcher:
         The crashed test counts as done: xdist reports it as failed.
         """
         worker = self._workers.pop(name)
+        self._by_slot.remove(worker)
+        self._unsatisfy()
         crashed = worker.pending[0] if worker.released else None
         for test in list(worker.pending)[: worker.released]:
             self._unrelease(worker, test)
@@ -188,6 +198,7 @@ class Dispatcher:
         if parked is not None:
             self._release(worker, parked)
         worker.shutdown = True
+        self._unsatisfy()
 
     def retry(self, test: int) -> None:
         """Run a finished (crashed) test again, first in its unit; for rerun plugins."""
@@ -197,6 +208,7 @@ class Dispatcher:
         self._remaining[unit].appendleft(test)
         self._finished.discard(test)
         self._done -= 1
+        self._unsatisfy()
         self._unsent += self._estimates[test]
         if unit in self._queued:
             slot, estimate = self._queued[unit]
@@ -223,12 +235,16 @@ class Dispatcher:
     def slot_of(self, name: str) -> int:
         return self._workers[name].slot
 
+    def _unsatisfy(self) -> None:
+        for worker in self._by_slot:
+            worker.satisfied = False
+
     # -- decisions -----------------------------------------------------------------------
 
     def dispatch(self) -> list[Action]:
         """Top every worker up as far as the invariants allow."""
         actions: list[Action] = []
-        workers = sorted(self._workers.values(), key=lambda w: w.slot)
+        workers = [worker for worker in self._by_slot if not worker.satisfied]
         # Every worker takes its own planned work before any worker may steal, so a worker
         # early in the loop cannot take what the plan gave a neighbour that has not started.
         for steal in (False, True):
@@ -239,6 +255,7 @@ class Dispatcher:
     def _top_up(self, worker: _Worker, actions: list[Action], steal: bool) -> None:
         sent: list[int] = []
         if worker.parked is not None and not self._below_low_water(worker):
+            worker.satisfied = True
             return
         while not worker.shutdown:
             parked = worker.parked

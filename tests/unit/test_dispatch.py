@@ -51,6 +51,8 @@ def simulate(
     estimates: list[float] | None = None,
     max_depth: int = 16,
     crash_at: int | None = None,
+    dispatcher_class: type[Dispatcher] = Dispatcher,
+    buffer_seconds: float = BUFFER_SECONDS,
 ) -> Run:
     """Run the dispatcher against simulated xdist workers; raise Violation on any fault.
 
@@ -60,8 +62,13 @@ def simulate(
     capacity = capacity or {}
     estimates = estimates or durations
     units = make_units(build_domains(claims), claims, estimates)
-    dispatcher = Dispatcher(
-        make_plan(units, workers), claims, estimates, capacity, max_depth=max_depth
+    dispatcher = dispatcher_class(
+        make_plan(units, workers),
+        claims,
+        estimates,
+        capacity,
+        max_depth=max_depth,
+        buffer_seconds=buffer_seconds,
     )
     names = itertools.count()
     sims: dict[str, SimWorker] = {}
@@ -361,6 +368,48 @@ def test_no_conflict_ever_overlaps_and_every_test_runs_once(
     durations = [d for _, d, _ in suite]
     estimates = [e for _, _, e in suite]  # deliberately wrong estimates
     simulate(claims, durations, workers, {"gpu": gpus}, estimates, max_depth=depth)
+
+
+class LookAtEveryWorker(Dispatcher):
+    """Tops up every worker on every event, as if none were ever satisfied."""
+
+    def dispatch(self) -> list[Send | Shutdown]:
+        for worker in self._by_slot:
+            worker.satisfied = False
+        return super().dispatch()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    suite=st.lists(
+        st.tuples(test_claims, st.floats(0.1, 3.0), st.floats(0.1, 3.0)),
+        min_size=1,
+        max_size=30,
+    ),
+    workers=st.integers(1, 4),
+    depth=st.sampled_from([2, 16]),
+    crash=st.one_of(st.none(), st.integers(0, 5)),
+    buffer=st.sampled_from([BUFFER_SECONDS, 5.0]),  # 5 s: queues follow the share left
+)
+def test_skipping_satisfied_workers_changes_no_decision(
+    suite: list[tuple[TestClaims, float, float]],
+    workers: int,
+    depth: int,
+    crash: int | None,
+    buffer: float,
+) -> None:
+    # Only the worker whose test completed is topped up on a completion (the others keep
+    # what they had): the same starts, on the same workers, in the same order as looking
+    # at every worker every time.
+    claims = [c for c, _, _ in suite]
+    durations = [d for _, d, _ in suite]
+    estimates = [e for _, _, e in suite]
+    crash_at = None if crash is None else min(crash, len(suite) - 1)
+    args = (claims, durations, workers, {"gpu": 1}, estimates, depth, crash_at)
+    fast = simulate(*args, buffer_seconds=buffer)
+    eager = simulate(*args, dispatcher_class=LookAtEveryWorker, buffer_seconds=buffer)
+    assert fast.started == eager.started
+    assert fast.crashed == eager.crashed
 
 
 @settings(max_examples=100, deadline=None)
