@@ -31,3 +31,8 @@ def describe_exit(returncode: int | None) -> str | None:
         hint = HINTS.get(sig)
         return f"killed by {sig.name} (signal {sig.value})" + (f": {hint}" if hint else "")
     return f"exited with code {returncode} (os._exit() or sys.exit() in a test or fixture?)"
+
+
+#: The failure of a test that never ran (its workers crashed, restarts used up): not a test
+#: that failed, so never rerun as one.
+NEVER_RAN = "not run: its workers crashed and --max-worker-restart allows no more"

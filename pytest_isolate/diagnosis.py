@@ -189,11 +189,6 @@ _EXIT_CODES = {
 }
 
 
-#: The failure of a test that never ran (its workers crashed, restarts used up): not a test
-#: that failed, so never rerun as one.
-NEVER_RAN = "not run: its workers crashed and --max-worker-restart allows no more"
-
-
 def verdict_of(exit_code: int | None) -> tuple[Verdict, str]:
     """A rerun's verdict from the exit code of its pytest process (``None``: out of time)."""
     if exit_code is None:

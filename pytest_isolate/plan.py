@@ -13,7 +13,6 @@ Pure: plain data in, plain data out.
 from __future__ import annotations
 
 import heapq
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -73,8 +72,17 @@ def estimate_durations(
     Returns the estimates and how many tests had history.
     """
     known = [recorded[nodeid] for nodeid in nodeids if nodeid in recorded]
-    fallback = statistics.median(known) if known else DEFAULT_ESTIMATE
+    fallback = _median(known) if known else DEFAULT_ESTIMATE
     return [recorded.get(nodeid, fallback) for nodeid in nodeids], len(known)
+
+
+def _median(values: Sequence[float]) -> float:
+    # statistics.median, without importing statistics (and fractions) on every run
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def make_units(

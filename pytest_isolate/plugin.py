@@ -23,9 +23,8 @@ import pytest
 from . import database, durations, markers, options, ports, transport, wire
 from .autoscale import Decision, choose_workers
 from .claims import DeclarationError, TestClaims, parse_capacity, unused_capacity
-from .crashes import describe_exit
+from .crashes import NEVER_RAN, describe_exit
 from .database import WorkerDatabase
-from .diagnosis import NEVER_RAN
 from .domains import build_domains
 from .leases import Leases
 from .markers import timeout_of
@@ -409,7 +408,7 @@ class IsolateState:
         needs_history = not self.is_worker or config.getoption("isolate_shard")
         self.recorded: dict[str, float] = durations.load(config) if needs_history else {}
         self.shard_note: str | None = None
-        self.measured: dict[str, float] = defaultdict(float)
+        self.measured: defaultdict[str, float] = defaultdict(float)
         self.provisioner = Provisioner(settings, config.hook)
 
     def _runs_tests_here(self) -> bool:
@@ -560,10 +559,6 @@ class IsolateState:
         if self.config.getoption("isolate_plan"):
             return True  # like --collect-only: planned, nothing run
         return None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not self.is_worker:
-            self.measured[report.nodeid] += report.duration
 
 
 def _warn_unused_capacity(

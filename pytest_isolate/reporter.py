@@ -15,6 +15,7 @@ Output, whatever the worker count or timing:
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from .domains import build_domains
 
 
 class Reporter:
-    def __init__(self, config: pytest.Config, measured: dict[str, float]) -> None:
+    def __init__(self, config: pytest.Config, measured: defaultdict[str, float]) -> None:
         self.config = config
         self.measured = measured  # nodeid -> seconds, setup + call + teardown
         self._domain_number: dict[str, int] = {}
@@ -64,12 +65,22 @@ class Reporter:
     # -- recording -----------------------------------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Three reports per test on the controller's busiest path: one hook for all of it.
+        nodeid = report.nodeid
+        self.measured[nodeid] += report.duration
+        start = report.start
         # A crash report (xdist's, or a test that never ran) carries no times: it ends now.
-        now = time.time()
-        start, stop = (report.start, report.stop) if report.start else (now, now)
-        span = self._spans.setdefault(report.nodeid, [start, stop, "main", ""])
-        span[0] = min(span[0], start)
-        span[1] = max(span[1], stop)
+        stop = report.stop if start else time.time()
+        if not start:
+            start = stop
+        span = self._spans.get(nodeid)
+        if span is None:
+            span = self._spans[nodeid] = [start, stop, "main", ""]
+        else:
+            if start < span[0]:
+                span[0] = start
+            if stop > span[1]:
+                span[1] = stop
         node = getattr(report, "node", None)
         if node is not None:
             span[2] = node.gateway.id

@@ -11,7 +11,6 @@ their first test, each domain's tests together in collection order.
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -173,6 +172,8 @@ def reorder_junit(text: str, positions: Mapping[tuple[str, str], int]) -> str:
     ``positions`` maps a test case's ``(classname, name)`` to its place; other children keep
     their place ahead of the test cases, unknown test cases go last in their order.
     """
+    import xml.etree.ElementTree as ET  # only for --junitxml: not on every run
+
     root = ET.fromstring(text)
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     last = len(positions)

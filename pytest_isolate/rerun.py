@@ -31,7 +31,8 @@ from typing import IO, Any
 import pytest
 
 from . import diagnosis
-from .diagnosis import NEVER_RAN, Caps, Diagnosis, Search, SearchResult, Span, Verdict
+from .crashes import NEVER_RAN
+from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
 from .reporter import Reporter
 from .timeouts import GRACE_SECONDS
 from .transport import is_local
