@@ -36,7 +36,8 @@ from .suites import Suite
 
 STARTUP = "start-up"  # isolate's command on a one-test suite; not a contender
 COMMON = ("-q", "-p", "no:randomly")
-PEER = ("-p", "no:isolate", "-p", "no:cacheprovider")  # the plugin truly absent, no history
+PEER = ("-p", "no:isolate")  # the plugin truly absent; pytest's default plugins, as users run
+PEER_CACHE = ".peer_cache"  # the peers' cache provider writes here, not into isolate's history
 TIMEOUT = 1200.0
 PLANNING_TESTS = 50_000
 PLANNING_WORKERS = 2
@@ -48,11 +49,12 @@ class BenchError(RuntimeError):
 
 
 def pytest_args(contender: str, numprocesses: str, cache_dir: Path) -> list[str]:
+    peer = [*COMMON, *PEER, "-o", f"cache_dir={cache_dir.with_name(PEER_CACHE)}"]
     if contender == "serial":
-        return [*COMMON, *PEER]
+        return peer
     if contender.startswith("xdist-"):
         dist = contender.removeprefix("xdist-")
-        return [*COMMON, *PEER, "-n", numprocesses, "--dist", dist]
+        return [*peer, "-n", numprocesses, "--dist", dist]
     if contender in ("isolate", STARTUP, suites.AUDIT):
         # Keeps its cache, so every counted round plans from the durations recorded before.
         isolate = [*COMMON, "-p", "isolate", "-n", numprocesses, "-o", f"cache_dir={cache_dir}"]
