@@ -112,8 +112,16 @@ class Dispatcher:
         self._capacity = capacity
         self._max_depth = max(2, max_depth)
         self._buffer = buffer_seconds
-        self._units = plan.units
         self._remaining: list[deque[int]] = [deque(unit.tests) for unit in plan.units]
+        # A chunk of free tests (plan.group_neighbours) stays on one worker only so module
+        # fixtures are set up once; a dry worker may split it. Domains never split.
+        self._splittable: list[bool] = [
+            len(unit.tests) > 1 and all(claims[test].is_plain for test in unit.tests)
+            for unit in plan.units
+        ]
+        # What starting a chunk costs: its first test carries the module's fixtures. A split
+        # pays it again, so it must take at least that much work.
+        self._entry: list[float] = [estimates[unit.tests[0]] for unit in plan.units]
         self._unit_of: dict[int, int] = {
             test: index for index, unit in enumerate(plan.units) for test in unit.tests
         }
@@ -265,7 +273,7 @@ class Dispatcher:
                 break
             test = self._pick(worker, steal)
             if test is None:
-                if not self._queued:
+                if not self._queued and self._chunk_to_split(worker) is None:
                     # Nothing is left anywhere: the shutdown lets the parked test run.
                     self._shutdown(worker, sent, actions)
                 break  # else it steals once it runs dry
@@ -380,6 +388,7 @@ class Dispatcher:
         yield self._take_any(worker.slot, front=True)
         if dry:
             yield self._steal(worker, ready_only=False)
+            yield self._split(worker)
 
     def _ready(self, unit: int, worker: _Worker) -> bool:
         return self._can_release(self._remaining[unit][0], worker)
@@ -431,3 +440,43 @@ class Dispatcher:
             if unit is not None:
                 return unit
         return None
+
+    def _split(self, worker: _Worker) -> int | None:
+        """A dry worker's last resort: the back half of the unsent tests of the chunk of
+        free tests, bound to another worker, with the most estimated work left.
+
+        Without history, chunks are cut from guesses: five tests of seconds each can share
+        one. Waiting for their worker to run them one by one would leave this one idle.
+        The stolen tests become a unit of their own, bound to the thief.
+        """
+        best = self._chunk_to_split(worker)
+        if best is None:
+            return None
+        rest = self._remaining[best]
+        moved = deque(rest.pop() for _ in range((len(rest) + 1) // 2))
+        moved.reverse()
+        unit = len(self._remaining)
+        self._remaining.append(moved)
+        self._splittable.append(True)
+        self._entry.append(self._entry[best])
+        for test in moved:
+            self._unit_of[test] = unit
+        return unit
+
+    def _chunk_to_split(self, worker: _Worker) -> int | None:
+        best: int | None = None
+        most = -1.0
+        for other in self._by_slot:
+            if other is worker:
+                continue
+            for unit in other.bound:
+                rest = self._remaining[unit]
+                if not rest or not self._splittable[unit]:
+                    continue
+                work = sum(self._estimates[test] for test in rest)
+                half = list(rest)[len(rest) // 2 :]
+                if sum(self._estimates[test] for test in half) < self._entry[unit]:
+                    continue  # cheaper to leave to its worker than to set up again
+                if work > most and self._can_release(rest[-1], worker):
+                    best, most = unit, work
+        return best

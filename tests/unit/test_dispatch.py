@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pytest_isolate.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
 from pytest_isolate.dispatch import BUFFER_SECONDS, MAX_DEPTH, Dispatcher, Send, Shutdown
 from pytest_isolate.domains import build_domains
-from pytest_isolate.plan import make_plan, make_units
+from pytest_isolate.plan import CHUNKS_PER_WORKER, group_neighbours, make_plan, make_units
 
 
 @dataclass
@@ -53,15 +53,22 @@ def simulate(
     crash_at: int | None = None,
     dispatcher_class: type[Dispatcher] = Dispatcher,
     buffer_seconds: float = BUFFER_SECONDS,
+    nodeids: list[str] | None = None,
+    guessed: bool = False,
 ) -> Run:
     """Run the dispatcher against simulated xdist workers; raise Violation on any fault.
 
     ``crash_at``: the worker running the test with this start number dies mid-test and is
-    replaced by a new worker, as xdist does.
+    replaced by a new worker, as xdist does. ``nodeids``: free tests of one module are
+    chunked together as plan_collection does.
     """
     capacity = capacity or {}
     estimates = estimates or durations
-    units = make_units(build_domains(claims), claims, estimates)
+    domains = build_domains(claims)
+    if nodeids is not None:
+        cap = sum(estimates) / (workers * CHUNKS_PER_WORKER)
+        domains = group_neighbours(domains, nodeids, claims, estimates, cap)
+    units = make_units(domains, claims, estimates)
     dispatcher = dispatcher_class(
         make_plan(units, workers),
         claims,
@@ -69,6 +76,7 @@ def simulate(
         capacity,
         max_depth=max_depth,
         buffer_seconds=buffer_seconds,
+        guessed=range(len(claims)) if guessed else (),
     )
     names = itertools.count()
     sims: dict[str, SimWorker] = {}
@@ -138,7 +146,7 @@ def simulate(
         else:
             assert test not in completed, f"test {test} ran twice"
             completed.add(test)
-            dispatcher.complete(name, test)
+            dispatcher.complete(name, test, durations[test])
         apply(dispatcher.dispatch())
 
     ran = [test for _, _, test in started]
@@ -281,6 +289,46 @@ def test_deep_queues_of_tiny_tests_still_end_together() -> None:
     assert run.makespan <= sum(durations) / 2 * 1.003
 
 
+def test_a_first_run_splits_a_chunk_of_long_tests_over_idle_workers() -> None:
+    # The skewed suite's first run: 80 tests of 0.1 s, then 6 of 3-8 s in the last module,
+    # all guessed at 0.01 s. Neighbours are chunked by those guesses, five long tests in
+    # one chunk; a worker that runs dry takes the back half of such a chunk, so the long
+    # tests spread over the workers instead of running one after another on one of them.
+    short, long = [0.1] * 80, [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    nodeids = [f"test_short.py::t{i}" for i in range(80)] + [
+        f"test_long.py::t{i}" for i in range(6)
+    ]
+    durations = short + long
+    run = simulate(
+        [PLAIN] * 86,
+        durations,
+        4,
+        estimates=[0.01] * 86,
+        max_depth=MAX_DEPTH,
+        nodeids=nodeids,
+        guessed=True,
+    )
+    bound = max(sum(durations) / 4, max(long))
+    long_on = Counter(worker for _, worker, test in run.started if test >= 80)
+    assert max(long_on.values()) <= 2, long_on
+    # Before, one worker ran five of them in turn: 27 s. Now 15 s: xdist's protocol keeps
+    # two tests committed to a worker, which no split can take back.
+    assert run.makespan <= 1.5 * bound, (run.makespan, bound)
+
+
+def test_a_module_whose_setup_costs_more_than_half_its_tests_is_not_split() -> None:
+    # History: each module's first test carries its 3 s module fixture. Splitting the
+    # rest of a module would set that fixture up again for a few tenths of a second of
+    # tests, so a worker that runs dry leaves the module to the worker that has it.
+    # Nine modules on two workers: one worker runs dry while the other has a module left.
+    durations = ([3.0] + [0.1] * 10) * 9
+    nodeids = [f"test_{i // 11}.py::t{i % 11}" for i in range(99)]
+    run = simulate([PLAIN] * 99, durations, 2, max_depth=MAX_DEPTH, nodeids=nodeids)
+    for module in range(9):
+        workers = {w for _, w, test in run.started if test // 11 == module}
+        assert len(workers) == 1, (module, workers)
+
+
 def test_a_worker_xdist_shut_down_gets_nothing_more() -> None:
     # Restarts used up, or -x: xdist shuts the workers down itself. A test sent after that
     # would never run, and would come back as the worker's "crash" when it finishes.
@@ -360,14 +408,20 @@ test_claims = st.builds(
     workers=st.integers(1, 4),
     gpus=st.integers(1, 2),
     depth=st.sampled_from([2, 16]),
+    modules=st.sampled_from([0, 1, 3]),  # 0: no chunks of neighbours
 )
 def test_no_conflict_ever_overlaps_and_every_test_runs_once(
-    suite: list[tuple[TestClaims, float, float]], workers: int, gpus: int, depth: int
+    suite: list[tuple[TestClaims, float, float]],
+    workers: int,
+    gpus: int,
+    depth: int,
+    modules: int,
 ) -> None:
     claims = [c for c, _, _ in suite]
     durations = [d for _, d, _ in suite]
     estimates = [e for _, _, e in suite]  # deliberately wrong estimates
-    simulate(claims, durations, workers, {"gpu": gpus}, estimates, max_depth=depth)
+    nodeids = [f"test_{i % modules}.py::t{i}" for i in range(len(suite))] if modules else None
+    simulate(claims, durations, workers, {"gpu": gpus}, estimates, max_depth=depth, nodeids=nodeids)
 
 
 class LookAtEveryWorker(Dispatcher):
