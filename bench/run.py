@@ -35,7 +35,9 @@ from . import suites
 from .suites import Suite
 
 STARTUP = "start-up"  # isolate's command on a one-test suite; not a contender
-COMMON = ("-q", "-p", "no:randomly")
+# hypothesis is this project's test dependency, not the users': its plugin imports all of
+# hypothesis at the end of every process (~0.15 s each), which would dilute every ratio.
+COMMON = ("-q", "-p", "no:randomly", "-p", "no:hypothesispytest")
 PEER = ("-p", "no:isolate")  # the plugin truly absent; pytest's default plugins, as users run
 PEER_CACHE = ".peer_cache"  # the peers' cache provider writes here, not into isolate's history
 TIMEOUT = 1200.0
