@@ -21,9 +21,10 @@ and the scheduler waits for what it needs.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import execnet
+if TYPE_CHECKING:  # annotations only: the channel objects come from xdist
+    import execnet
 
 # Runs in the worker's main thread, before xdist's remote module; it only stores the channel.
 _REMOTE_SOURCE = "import pytest_isolate.transport as t\nt.attach(channel.receive())\n"
