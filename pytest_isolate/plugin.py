@@ -29,13 +29,7 @@ from .domains import build_domains
 from .leases import Leases
 from .markers import timeout_of
 from .ordering import collected_order_within
-from .plan import estimate_durations, plan_collection
-from .planreport import format_plan
 from .ports import PortBlock
-from .reporter import Reporter
-from .runs import RunRegistry, drop_run_databases
-from .shard import parse_shard
-from .shard import select as shard_select
 from .timeouts import (
     MESSAGE_KIND,
     TimeoutError_,
@@ -51,6 +45,7 @@ if TYPE_CHECKING:
     from xdist.remote import Producer
     from xdist.workermanage import WorkerController
 
+    from .reporter import Reporter
     from .xdist_scheduler import IsolateScheduling
 
 EXPLICIT_DIST = pytest.StashKey[bool]()
@@ -239,6 +234,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from exc
     raw_shard = config.getoption("isolate_shard")
     if raw_shard:
+        from .shard import parse_shard
+
         try:
             parse_shard(raw_shard)
         except ValueError as exc:
@@ -265,6 +262,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
         audit.configure(config, state.provisioner)
     if not state.is_worker:
+        from .reporter import Reporter  # the controller's alone: workers never import it
+
         reporter = Reporter(config, state.measured)
         config.pluginmanager.register(reporter, "isolate-reporter")
         if getattr(config.option, "dist", "no") != "no" or options.rerun_caps_given(config):
@@ -316,6 +315,8 @@ def _start_run(config: pytest.Config, settings: Settings) -> None:
     run_id = new_run_id()
     config.stash[RUN_ID] = run_id
     if settings.db_url:
+        from .runs import RunRegistry  # only with a PostgreSQL server
+
         registry = RunRegistry()
         config.stash[RECLAIMED] = registry.reclaim()
         registry.register(run_id, settings.db_url)
@@ -339,6 +340,8 @@ def _end_run(config: pytest.Config) -> None:
         return
     if not state.settings.keep_db:
         # Workers drop their own; this catches those killed before they could.
+        from .runs import RunRegistry, drop_run_databases
+
         try:
             drop_run_databases(state.settings.db_url, run_id)
         except database.DatabaseError as exc:
@@ -486,6 +489,10 @@ class IsolateState:
         return result
 
     def _keep_shard(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        from .plan import estimate_durations
+        from .shard import parse_shard
+        from .shard import select as shard_select
+
         k, n = parse_shard(config.getoption("isolate_shard"))
         nodeids = [item.nodeid for item in items]
         domains = build_domains([self._claims(item) for item in items])
@@ -544,6 +551,9 @@ class IsolateState:
         claims = [self._claims(item) for item in items]
         nodeids = [item.nodeid for item in items]
         workers = self.config.stash.get(PLAN_WORKERS, 1)
+        from .plan import plan_collection
+        from .planreport import format_plan
+
         planned = plan_collection(nodeids, claims, self.recorded, workers)
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
         lines = format_plan(planned.plan, nodeids, claims, planned.estimates, planned.recorded)
@@ -611,7 +621,7 @@ class TimeoutGuard:
 def pytest_unconfigure(config: pytest.Config) -> None:
     # After junitxml and pytest-reportlog wrote their files: put the tests in output order.
     reporter = config.pluginmanager.get_plugin("isolate-reporter")
-    if isinstance(reporter, Reporter):
+    if reporter is not None:  # the controller's Reporter
         reporter.rewrite_junitxml()
         reporter.rewrite_report_log()
     _end_run(config)
@@ -625,6 +635,8 @@ def _randomly_shuffles(config: pytest.Config) -> bool:
 
 
 def _reporter(config: pytest.Config) -> Reporter:
+    from .reporter import Reporter
+
     reporter = config.pluginmanager.get_plugin("isolate-reporter")
     assert isinstance(reporter, Reporter)
     return reporter
