@@ -114,14 +114,15 @@ class Dispatcher:
         self._buffer = buffer_seconds
         self._remaining: list[deque[int]] = [deque(unit.tests) for unit in plan.units]
         # A chunk of free tests (plan.group_neighbours) stays on one worker only so module
-        # fixtures are set up once; a dry worker may split it. Domains never split.
+        # fixtures are set up once. One cut from guesses (no history) may be split by a dry
+        # worker; one cut from recorded durations is not: a split would set the module's
+        # fixtures up again, and the test that paid for them would record their cost as its
+        # own, skewing the next plan. Domains never split.
         self._splittable: list[bool] = [
-            len(unit.tests) > 1 and all(claims[test].is_plain for test in unit.tests)
+            len(unit.tests) > 1
+            and all(claims[test].is_plain and test in self._guessed for test in unit.tests)
             for unit in plan.units
         ]
-        # What starting a chunk costs: its first test carries the module's fixtures. A split
-        # pays it again, so it must take at least that much work.
-        self._entry: list[float] = [estimates[unit.tests[0]] for unit in plan.units]
         self._unit_of: dict[int, int] = {
             test: index for index, unit in enumerate(plan.units) for test in unit.tests
         }
@@ -329,9 +330,11 @@ class Dispatcher:
         for name in self._claims[test].counted:
             self._holders[name] += 1
         estimate = self._estimates[test]
-        total, count = self._observed
-        if count and test in self._guessed:
-            estimate = total / count
+        if test in self._guessed:
+            total, count = self._observed
+            # Nothing has run yet: a guess may be a test of seconds, so it is charged the
+            # whole buffer and a worker gets two such tests, not a chunk of them at once.
+            estimate = total / count if count else self._buffer
         estimate += PER_TEST_SECONDS
         self._charged[test] = estimate
         worker.released_estimate += estimate
@@ -442,8 +445,8 @@ class Dispatcher:
         return None
 
     def _split(self, worker: _Worker) -> int | None:
-        """A dry worker's last resort: the back half of the unsent tests of the chunk of
-        free tests, bound to another worker, with the most estimated work left.
+        """A dry worker's last resort: the back half (rounded down) of the unsent tests of the
+        chunk of guessed free tests, bound to another worker, with the most estimated work left.
 
         Without history, chunks are cut from guesses: five tests of seconds each can share
         one. Waiting for their worker to run them one by one would leave this one idle.
@@ -453,12 +456,13 @@ class Dispatcher:
         if best is None:
             return None
         rest = self._remaining[best]
-        moved = deque(rest.pop() for _ in range((len(rest) + 1) // 2))
+        # Half, rounded down: of three unknown tests the thief takes one, and two more dry
+        # workers can each take one of the others.
+        moved = deque(rest.pop() for _ in range(max(1, len(rest) // 2)))
         moved.reverse()
         unit = len(self._remaining)
         self._remaining.append(moved)
         self._splittable.append(True)
-        self._entry.append(self._entry[best])
         for test in moved:
             self._unit_of[test] = unit
         return unit
@@ -474,9 +478,6 @@ class Dispatcher:
                 if not rest or not self._splittable[unit]:
                     continue
                 work = sum(self._estimates[test] for test in rest)
-                half = list(rest)[len(rest) // 2 :]
-                if sum(self._estimates[test] for test in half) < self._entry[unit]:
-                    continue  # cheaper to leave to its worker than to set up again
                 if work > most and self._can_release(rest[-1], worker):
                     best, most = unit, work
         return best

@@ -168,31 +168,52 @@ def group_neighbours(
 
     Free tests may run anywhere, so any grouping is correct; keeping a module's tests on one
     worker, in order, lets its module- and class-scoped fixtures be set up once there instead
-    of once per worker. Tests that declare anything stay as they are.
+    of once per worker. Tests that declare anything stay as they are. A module's run of free
+    tests of at most twice the cap stays whole: cutting a test off one about the cap's size
+    sends it to another worker, where it records the module fixture's setup as its own
+    duration and so is cut off again on every later run.
     """
     grouped: list[Domain] = []
-    chunk: list[int] = []
-    chunk_time = 0.0
+    run: list[int] = []  # consecutive free tests of one module
 
-    def close() -> None:
-        nonlocal chunk, chunk_time
-        if chunk:
-            grouped.append(tuple(chunk))
-        chunk, chunk_time = [], 0.0
+    def close_run() -> None:
+        nonlocal run
+        if sum(estimates[i] for i in run) <= 2 * cap:
+            grouped.append(tuple(run))
+        else:
+            grouped.extend(_chunks(run, estimates, cap))
+        run = []
 
     for domain in sorted(domains, key=lambda d: d[0]):
         index = domain[0]
         if len(domain) > 1 or not claims[index].is_plain:
-            close()
+            if run:
+                close_run()
             grouped.append(domain)
             continue
-        same_module = chunk and _module(nodeids[chunk[-1]]) == _module(nodeids[index])
-        if not same_module or chunk[-1] != index - 1 or chunk_time + estimates[index] > cap:
-            close()
+        if run and (run[-1] != index - 1 or _module(nodeids[run[-1]]) != _module(nodeids[index])):
+            close_run()
+        run.append(index)
+    if run:
+        close_run()
+    return grouped
+
+
+def _chunks(run: Sequence[int], estimates: Sequence[float], cap: float) -> list[Domain]:
+    """``run`` cut in collection order into chunks of at most ``cap`` seconds (a single
+    longer test is a chunk of its own)."""
+    chunks: list[Domain] = []
+    chunk: list[int] = []
+    chunk_time = 0.0
+    for index in run:
+        if chunk and chunk_time + estimates[index] > cap:
+            chunks.append(tuple(chunk))
+            chunk, chunk_time = [], 0.0
         chunk.append(index)
         chunk_time += estimates[index]
-    close()
-    return grouped
+    if chunk:
+        chunks.append(tuple(chunk))
+    return chunks
 
 
 def _module(nodeid: str) -> str:

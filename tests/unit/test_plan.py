@@ -457,3 +457,24 @@ def test_group_neighbours_chunks_consecutive_free_tests_of_one_module() -> None:
         (3,),
         (5,),
     ]
+
+
+def test_a_module_up_to_twice_the_cap_stays_one_chunk() -> None:
+    from pytest_isolate.plan import group_neighbours
+
+    # Its last test ran on another worker once and recorded the module fixture's 0.3 s as
+    # its own. Cut off by the cap again, it would run apart again: the cut feeds itself.
+    nodeids = [f"m.py::t{i}" for i in range(10)] + [f"n.py::t{i}" for i in range(6)]
+    estimates = [0.31] + [0.013] * 8 + [0.31] + [0.3] * 6
+    claims = [TestClaims()] * 16
+    domains = [(i,) for i in range(16)]
+    # m.py: 0.72 s <= 2 x 0.5, whole; n.py: 1.8 s > 1.0, cut at the cap as before.
+    assert group_neighbours(domains, nodeids, claims, estimates, cap=0.5) == [
+        tuple(range(10)),
+        (10,),
+        (11,),
+        (12,),
+        (13,),
+        (14,),
+        (15,),
+    ]
