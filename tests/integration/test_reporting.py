@@ -183,8 +183,11 @@ def test_free(i):
     )
     assert match, line
     wall, work = float(match["wall"]), float(match["work"])
-    assert 2.0 <= work < 3.0  # 2 x 0.5 s + 4 x 0.25 s of sleeping, plus overhead
-    assert 1.0 <= float(match["longest"]) < 1.5
+    # Lower bounds only: the sleeps guarantee them, while an upper bound on elapsed time
+    # fails on a loaded machine (work < 3.0 did, once, under the suite's own -n 2).
+    assert work >= 2.0  # 2 x 0.5 s + 4 x 0.25 s of sleeping, plus overhead
+    assert float(match["longest"]) >= 1.0
+    assert float(match["longest"]) < work  # the domain is part of the work, not all of it
     assert float(match["speedup"]) == pytest.approx(work / wall, abs=0.01)
     assert int(match["eff"]) == pytest.approx(100 * work / wall / 2, abs=1)
 
