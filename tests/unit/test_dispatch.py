@@ -398,19 +398,20 @@ test_claims = st.builds(
     st.lists(st.sampled_from(["gpu"]), max_size=1).map(tuple),
     st.sampled_from([False, False, False, False, True]),  # serial now and then
 )
+#: (claims, duration, estimate) per test; the estimates are deliberately wrong.
+suites_with_estimates = st.lists(
+    st.tuples(test_claims, st.floats(0.1, 3.0), st.floats(0.1, 3.0)), min_size=1, max_size=30
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    suite=st.lists(
-        st.tuples(test_claims, st.floats(0.1, 3.0), st.floats(0.1, 3.0)),
-        min_size=1,
-        max_size=30,
-    ),
+    suite=suites_with_estimates,
     workers=st.integers(1, 4),
     gpus=st.integers(1, 2),
     depth=st.sampled_from([2, 16]),
     modules=st.sampled_from([0, 1, 3]),  # 0: no chunks of neighbours
+    guessed=st.booleans(),  # no history: dry workers split chunks
 )
 def test_no_conflict_ever_overlaps_and_every_test_runs_once(
     suite: list[tuple[TestClaims, float, float]],
@@ -418,12 +419,49 @@ def test_no_conflict_ever_overlaps_and_every_test_runs_once(
     gpus: int,
     depth: int,
     modules: int,
+    guessed: bool,
 ) -> None:
     claims = [c for c, _, _ in suite]
     durations = [d for _, d, _ in suite]
-    estimates = [e for _, _, e in suite]  # deliberately wrong estimates
-    nodeids = [f"test_{i % modules}.py::t{i}" for i in range(len(suite))] if modules else None
-    simulate(claims, durations, workers, {"gpu": gpus}, estimates, max_depth=depth, nodeids=nodeids)
+    # Without history every test is guessed alike, as plan_collection does: long chunks.
+    estimates = [0.01] * len(suite) if guessed else [e for _, _, e in suite]
+    nodeids = (
+        [f"test_{i * modules // len(suite)}.py::t{i}" for i in range(len(suite))]
+        if modules
+        else None
+    )
+    simulate(
+        claims,
+        durations,
+        workers,
+        {"gpu": gpus},
+        estimates,
+        max_depth=depth,
+        nodeids=nodeids,
+        guessed=guessed,
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    suite=st.lists(
+        st.tuples(st.one_of(st.just(PLAIN), test_claims), st.floats(0.1, 3.0)),
+        min_size=40,
+        max_size=80,
+    ),
+    workers=st.integers(2, 4),
+    modules=st.integers(1, 3),
+)
+def test_first_runs_that_split_chunks_keep_every_invariant(
+    suite: list[tuple[TestClaims, float]], workers: int, modules: int
+) -> None:
+    # No history: every test guessed at 0.01 s, so chunks of free tests are long and dry
+    # workers split them; still no overlap, every test once, domains whole and in order.
+    claims = [c for c, _ in suite]
+    durations = [d for _, d in suite]
+    nodeids = [f"test_{i * modules // len(suite)}.py::t{i}" for i in range(len(suite))]
+    estimates = [0.01] * len(suite)
+    simulate(claims, durations, workers, {"gpu": 1}, estimates, 16, nodeids=nodeids, guessed=True)
 
 
 class LookAtEveryWorker(Dispatcher):
@@ -437,11 +475,7 @@ class LookAtEveryWorker(Dispatcher):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    suite=st.lists(
-        st.tuples(test_claims, st.floats(0.1, 3.0), st.floats(0.1, 3.0)),
-        min_size=1,
-        max_size=30,
-    ),
+    suite=suites_with_estimates,
     workers=st.integers(1, 4),
     depth=st.sampled_from([2, 16]),
     crash=st.one_of(st.none(), st.integers(0, 5)),
