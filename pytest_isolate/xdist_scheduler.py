@@ -116,8 +116,9 @@ class IsolateScheduling:
 
     def remove_node(self, node: WorkerController) -> str | None:
         self._nodes.remove(node)
-        self._collections.pop(node, None)
-        if self._dispatcher is None or self._collection is None:
+        collected = self._collections.pop(node, None) is not None
+        if self._dispatcher is None or self._collection is None or not collected:
+            # A replacement shut down before its collection came: the dispatcher never knew it.
             return None
         crashed = self._dispatcher.remove_worker(node.gateway.id)
         self._dispatch()

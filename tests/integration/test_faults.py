@@ -313,6 +313,36 @@ def test_a_crash_costs_only_its_test_and_the_domain_goes_on(
     assert "replacing crashed worker" in out
 
 
+def test_a_replacement_still_collecting_when_the_run_ends_leaves_cleanly(
+    pytester: pytest.Pytester,
+) -> None:
+    # The crashed worker's replacement (gw2) is slow to collect: the other worker finishes
+    # the run first, and the replacement, known to xdist but not yet to the dispatcher, is
+    # shut down. It once ended the run with an INTERNALERROR (KeyError: 'gw2').
+    pytester.makeconftest(
+        """
+        import os, time
+
+        def pytest_collection(session):
+            if os.environ.get("PYTEST_XDIST_WORKER") == "gw2":
+                time.sleep(4)
+        """
+    )
+    # The surviving worker's share takes about 2 s; the replacement's start-up alone is ~1 s.
+    crashes = CRASHES.replace("{crash}", "os._exit(3)")
+    pytester.makepyfile(
+        test_crash=crashes.replace(
+            "def test_free(i):\n    time.sleep(0.05)", "def test_free(i):\n    time.sleep(0.5)"
+        )
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "-v", "--no-isolate-rerun-alone"
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=7, failed=1)
+    assert "replacing crashed worker gw0" in result.stdout.str()
+
+
 def test_ctrl_c_stops_the_run_and_cleans_up(
     slow_suite: tuple[pytest.Pytester, Path, str],
 ) -> None:
