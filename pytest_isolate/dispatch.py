@@ -165,7 +165,9 @@ class Dispatcher:
             total, count = self._observed
             self._observed = (total + duration, count + 1)
         self._unrelease(worker, worker.pending.popleft())
-        worker.satisfied = False
+        # Still above its low-water mark (most completions of short tests): dispatch skips
+        # it, as its top-up would decide at once.
+        worker.satisfied = worker.parked is not None and not self._below_low_water(worker)
         worker.serial_pending -= self._claims[test].serial
         self._finished.add(test)
         self._done += 1

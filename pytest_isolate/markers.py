@@ -35,6 +35,7 @@ def register(config: pytest.Config) -> None:
 
 OURS = ("resource", "xdist_group", "serial", "isolate_timeout")
 MARKS_KEY = pytest.StashKey[dict[str, list[pytest.Mark]]]()
+_PLAIN = TestClaims()
 
 
 def marks_of(item: pytest.Item) -> dict[str, list[pytest.Mark]]:
@@ -62,7 +63,11 @@ def claims_of(item: pytest.Item, capacity: Mapping[str, int]) -> TestClaims:
     """The item's claims, parsed once and kept on the item."""
     claims = item.stash.get(CLAIMS_KEY, None)
     if claims is None:
-        claims = parse_declaration(declaration_of(item), str(item.config.rootpath), capacity)
+        marks = marks_of(item)
+        if marks["resource"] or marks["xdist_group"] or marks["serial"]:
+            claims = parse_declaration(declaration_of(item), str(item.config.rootpath), capacity)
+        else:
+            claims = _PLAIN  # most tests declare nothing: one shared value, nothing to parse
         item.stash[CLAIMS_KEY] = claims
     return claims
 
