@@ -22,8 +22,9 @@ A test is released by sending another test after it, or by a shutdown: both are 
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .claims import TestClaims
@@ -71,6 +72,9 @@ class _Worker:
     # event changes (the queue budget only shrinks between such events) can make it want
     # more, so dispatch skips it. Rare events (a worker leaving, a retry) clear it for all.
     satisfied: bool = False
+    # The test it is running now and since when (tests start when another is queued
+    # behind them, or the shutdown): how long a test without history has run so far.
+    head: tuple[int, float] | None = None
 
     @property
     def released(self) -> int:
@@ -97,6 +101,7 @@ class Dispatcher:
         max_depth: int = MAX_DEPTH,
         buffer_seconds: float = BUFFER_SECONDS,
         guessed: Collection[int] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._claims = claims
         self._estimates = estimates
@@ -104,6 +109,7 @@ class Dispatcher:
         # so a first run of many tiny tests is not sent one message per test.
         self._guessed = frozenset(guessed)
         self._observed = (0.0, 0)  # summed seconds, count
+        self._clock = clock
         # Estimated seconds of the tests not sent yet: near the end of the run a worker's
         # queue holds at most its share of them, so no worker idles while another has a
         # queue it cannot give away.
@@ -126,6 +132,10 @@ class Dispatcher:
         self._unit_of: dict[int, int] = {
             test: index for index, unit in enumerate(plan.units) for test in unit.tests
         }
+        # A unit split off a chunk stays in the chunk's family: what its tests showed so far
+        # (completed durations, time running) is the best guess for the rest of them.
+        self._family: list[int] = list(range(len(plan.units)))
+        self._family_observed: dict[int, tuple[float, int]] = {}
         # Planned queues by slot; a slot with no live worker is an orphan others steal from.
         self._queues: list[deque[int]] = [deque() for _ in plan.queues]
         self._queue_load: list[float] = [0.0 for _ in plan.queues]
@@ -164,7 +174,12 @@ class Dispatcher:
         if duration is not None:
             total, count = self._observed
             self._observed = (total + duration, count + 1)
+            if test in self._guessed:
+                family = self._family[self._unit_of[test]]
+                total, count = self._family_observed.get(family, (0.0, 0))
+                self._family_observed[family] = (total + duration, count + 1)
         self._unrelease(worker, worker.pending.popleft())
+        self._note_head(worker)
         # Still above its low-water mark (most completions of short tests): dispatch skips
         # it, as its top-up would decide at once.
         worker.satisfied = worker.parked is not None and not self._below_low_water(worker)
@@ -209,6 +224,7 @@ class Dispatcher:
         if parked is not None:
             self._release(worker, parked)
         worker.shutdown = True
+        self._note_head(worker)
         self._unsatisfy()
 
     def retry(self, test: int) -> None:
@@ -315,6 +331,7 @@ class Dispatcher:
         worker.serial_pending += self._claims[test].serial
         self._unsent -= self._estimates[test]
         sent.append(test)
+        self._note_head(worker)
 
     def _shutdown(self, worker: _Worker, sent: list[int], actions: list[Action]) -> None:
         parked = worker.parked
@@ -323,6 +340,7 @@ class Dispatcher:
                 return
             self._release(worker, parked)
         worker.shutdown = True
+        self._note_head(worker)
         if sent:
             actions.append(Send(worker.name, tuple(sent)))
             sent.clear()
@@ -333,10 +351,7 @@ class Dispatcher:
             self._holders[name] += 1
         estimate = self._estimates[test]
         if test in self._guessed:
-            total, count = self._observed
-            # Nothing has run yet: a guess may be a test of seconds, so it is charged the
-            # whole buffer and a worker gets two such tests, not a chunk of them at once.
-            estimate = total / count if count else self._buffer
+            estimate = self._guess(self._unit_of[test])
         estimate += PER_TEST_SECONDS
         self._charged[test] = estimate
         worker.released_estimate += estimate
@@ -346,6 +361,30 @@ class Dispatcher:
             self._holders[name] -= 1
         estimate = self._charged.pop(test, self._estimates[test])
         worker.released_estimate = max(0.0, worker.released_estimate - estimate)
+
+    def _note_head(self, worker: _Worker) -> None:
+        if not worker.released:
+            worker.head = None
+        elif worker.head is None or worker.head[0] != worker.pending[0]:
+            worker.head = (worker.pending[0], self._clock())
+
+    def _guess(self, unit: int) -> float:
+        """Seconds per test of a unit of tests without history.
+
+        Its family's completed tests' mean, else the mean of all completed tests; at least
+        as long as any test of the family has been running. Nothing has run yet: a guess
+        may be a test of seconds, so it is charged the whole buffer and a worker gets two
+        such tests, not a chunk of them at once.
+        """
+        family = self._family[unit]
+        total, count = self._family_observed.get(family, self._observed)
+        guess = total / count if count else self._buffer
+        now: float | None = None
+        for worker in self._by_slot:
+            if worker.head is not None and self._family[self._unit_of[worker.head[0]]] == family:
+                now = self._clock() if now is None else now
+                guess = max(guess, now - worker.head[1])
+        return guess
 
     def _can_release(self, test: int, worker: _Worker) -> bool:
         claims = self._claims[test]
@@ -458,20 +497,42 @@ class Dispatcher:
         if best is None:
             return None
         rest = self._remaining[best]
-        # Half, rounded down: of three unknown tests the thief takes one, and two more dry
-        # workers can each take one of the others.
-        moved = deque(rest.pop() for _ in range(max(1, len(rest) // 2)))
+        guess = self._guess(best)
+        if self._parked_long(worker):
+            # It holds a long test and needs another behind it to start it (xdist's
+            # protocol): one, of the chunk with the shortest guess.
+            take = 1
+        else:
+            # Half, rounded down (of three unknown tests the thief takes one, and two more
+            # dry workers can each take one of the others), and no more than the buffer
+            # holds by the guess: one test, where the family's tests run for seconds.
+            fits = int(self._buffer / guess) if guess > 0 else len(rest)
+            take = max(1, min(len(rest) // 2, fits))
+        moved = deque(rest.pop() for _ in range(take))
         moved.reverse()
         unit = len(self._remaining)
         self._remaining.append(moved)
         self._splittable.append(True)
+        self._family.append(self._family[best])
         for test in moved:
             self._unit_of[test] = unit
         return unit
 
+    def _parked_long(self, worker: _Worker) -> bool:
+        """The worker's parked test is expected to run longer than the buffer."""
+        parked = worker.parked
+        if parked is None:
+            return False
+        if parked in self._guessed:
+            return self._guess(self._unit_of[parked]) >= self._buffer
+        return self._estimates[parked] >= self._buffer
+
     def _chunk_to_split(self, worker: _Worker) -> int | None:
+        """The chunk with the most work left by the guesses; for a worker that needs a test
+        behind its parked one, the one with the shortest guess."""
         best: int | None = None
-        most = -1.0
+        top = float("-inf")
+        cheapest = self._parked_long(worker)
         for other in self._by_slot:
             if other is worker:
                 continue
@@ -479,7 +540,8 @@ class Dispatcher:
                 rest = self._remaining[unit]
                 if not rest or not self._splittable[unit]:
                     continue
-                work = sum(self._estimates[test] for test in rest)
-                if work > most and self._can_release(rest[-1], worker):
-                    best, most = unit, work
+                guess = self._guess(unit)
+                score = -guess if cheapest else guess * len(rest)
+                if score > top and self._can_release(rest[-1], worker):
+                    best, top = unit, score
         return best
