@@ -107,6 +107,8 @@ def rotation(names: Sequence[str], round_: int) -> list[str]:
 class SuiteResult:
     suite: Suite
     times: dict[str, list[float]]  # contender (and STARTUP) -> wall seconds per counted round
+    # The warm-up round's walls: for isolate, the run without history (a fresh suite).
+    first: dict[str, float]
 
     def median(self, name: str) -> float:
         return median_of(self.times[name])
@@ -124,6 +126,7 @@ def bench_suite(suite: Suite, startup_dir: Path, rounds: int) -> SuiteResult:
     entries = [*suite.contenders, STARTUP]
     where = {name: suite.path for name in suite.contenders} | {STARTUP: startup_dir}
     times: dict[str, list[float]] = {name: [] for name in entries}
+    first: dict[str, float] = {}
     rounds = suite.runs or rounds
     for round_ in range(rounds + 1):  # round 0 is the warm-up
         for name in rotation(entries, round_):
@@ -134,7 +137,9 @@ def bench_suite(suite: Suite, startup_dir: Path, rounds: int) -> SuiteResult:
             print(progress, file=sys.stderr, flush=True)
             if round_:
                 times[name].append(wall)
-    return SuiteResult(suite, times)
+            else:
+                first[name] = wall
+    return SuiteResult(suite, times, first)
 
 
 # -- planning cost at scale --------------------------------------------------------------------
@@ -259,16 +264,20 @@ def suite_table(result: SuiteResult) -> list[str]:
         f"{suite.lower_bound:.2f} s; start-up {startup:.2f} s; lower bound + start-up "
         f"{suite.lower_bound + startup:.2f} s; runs {len(result.times['isolate'])}",
         "",
-        "| contender | median s | min-max s | isolate / this |",
-        "|---|---:|---:|---:|",
+        "| contender | median s | min-max s | isolate / this | first run s |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name in suite.contenders:
         walls = result.times[name]
         key = " (key)" if name == suite.key_peer else ""
         lines.append(
             f"| {name}{key} | {result.median(name):.2f} | {min(walls):.2f}-{max(walls):.2f} "
-            f"| {result.ratio(name):.2f} |"
+            f"| {result.ratio(name):.2f} | {result.first[name]:.2f} |"
         )
+    lines += [
+        "",
+        "First run: the warm-up round, one sample each; isolate's is its run without history.",
+    ]
     return lines
 
 
