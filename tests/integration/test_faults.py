@@ -183,7 +183,14 @@ def _start(pytester: pytest.Pytester, server: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # As from a terminal: a harness started in the background (`cmd &` in a script)
+        # hands its children SIGINT ignored, and Python then installs no Ctrl-C handler.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(records: Path, count: int) -> list[str]:
