@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from . import findings, markers
-from .claims import TestClaims
+from .claims import PLAIN
 from .findings import Finding, Scope, Touch
 from .options import audit_wanted
 from .worker import Provisioner
@@ -339,7 +339,7 @@ class AuditPlugin:
                 dict.fromkeys([*map(str, private), *(_real(str(p)) for p in private)])
             )
         worker = self.provisioner.worker
-        claims = item.stash.get(markers.CLAIMS_KEY, None) or TestClaims()
+        claims = item.stash.get(markers.CLAIMS_KEY, None) or PLAIN
         return Scope(
             rootdir=self._rootdir,
             private=self._private,

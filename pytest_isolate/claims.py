@@ -56,6 +56,10 @@ class TestClaims:
         return not (self.claims or self.counted or self.serial)
 
 
+#: The claims of a test that declares nothing: most tests; one shared value.
+PLAIN = TestClaims()
+
+
 @dataclass(frozen=True)
 class Declaration:
     """The raw marks of one test, in the order pytest's ``iter_markers`` yields them."""

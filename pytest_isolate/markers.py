@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from .claims import Declaration, DeclarationError, TestClaims, parse_declaration
+from .claims import PLAIN, Declaration, DeclarationError, TestClaims, parse_declaration
 from .timeouts import TimeoutError_, parse_timeout
 
 MARKERS = (
@@ -35,7 +35,6 @@ def register(config: pytest.Config) -> None:
 
 OURS = ("resource", "xdist_group", "serial", "isolate_timeout")
 MARKS_KEY = pytest.StashKey[dict[str, list[pytest.Mark]]]()
-_PLAIN = TestClaims()
 
 
 def marks_of(item: pytest.Item) -> dict[str, list[pytest.Mark]]:
@@ -67,7 +66,7 @@ def claims_of(item: pytest.Item, capacity: Mapping[str, int]) -> TestClaims:
         if marks["resource"] or marks["xdist_group"] or marks["serial"]:
             claims = parse_declaration(declaration_of(item), str(item.config.rootpath), capacity)
         else:
-            claims = _PLAIN  # most tests declare nothing: one shared value, nothing to parse
+            claims = PLAIN  # nothing declared: nothing to parse
         item.stash[CLAIMS_KEY] = claims
     return claims
 

@@ -22,7 +22,7 @@ import pytest
 
 from . import database, durations, markers, options, ports, transport, wire
 from .autoscale import Decision, choose_workers
-from .claims import DeclarationError, TestClaims, parse_capacity, unused_capacity
+from .claims import PLAIN, DeclarationError, TestClaims, parse_capacity, unused_capacity
 from .crashes import NEVER_RAN, describe_exit
 from .database import WorkerDatabase
 from .domains import build_domains
@@ -519,7 +519,7 @@ class IsolateState:
             return markers.claims_of(item, self.capacity)
         except DeclarationError:
             # Already a collection error (markers.malformed); pytest stops after collection.
-            return TestClaims()
+            return PLAIN
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:

@@ -14,13 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .claims import Claim, TestClaims
+from .claims import PLAIN, Claim, TestClaims
 
 #: Bumped whenever the format changes, so a controller and a worker of different
 #: versions fail loudly instead of misreading each other.
 VERSION = 2  # 2: the malformed count
-
-_PLAIN = TestClaims()
 
 
 def encode(tests: Sequence[TestClaims], malformed: int = 0) -> dict[str, Any]:
@@ -47,7 +45,7 @@ def decode(message: Any) -> list[TestClaims]:
             f"pytest-isolate: a worker sent claims in an unknown format ({message!r:.80}); "
             "are the controller and the workers running the same pytest-isolate version?"
         )
-    tests = [_PLAIN] * int(message["count"])
+    tests = [PLAIN] * int(message["count"])
     for index, (claims, counted, serial) in message["claims"].items():
         tests[index] = TestClaims(
             tuple(Claim(kind, key, mode) for kind, key, mode in claims),
