@@ -347,7 +347,9 @@ def test_a_replacement_still_collecting_when_the_run_ends_leaves_cleanly(
     )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     result.assert_outcomes(passed=7, failed=1)
-    assert "replacing crashed worker gw0" in result.stdout.str()
+    out = result.stdout.str()
+    assert "replacing crashed worker gw0" in out
+    assert "[gw2]" not in out, "the replacement ran tests: the race this test needs never came"
 
 
 def test_ctrl_c_stops_the_run_and_cleans_up(

@@ -485,6 +485,7 @@ class LookAtEveryWorker(Dispatcher):
     depth=st.sampled_from([2, 16]),
     crash=st.one_of(st.none(), st.integers(0, 5)),
     buffer=st.sampled_from([BUFFER_SECONDS, 5.0]),  # 5 s: queues follow the share left
+    first_run=st.booleans(),  # no history: guesses from the run so far, chunks split
 )
 def test_skipping_satisfied_workers_changes_no_decision(
     suite: list[tuple[TestClaims, float, float]],
@@ -492,6 +493,7 @@ def test_skipping_satisfied_workers_changes_no_decision(
     depth: int,
     crash: int | None,
     buffer: float,
+    first_run: bool,
 ) -> None:
     # Only the worker whose test completed is topped up on a completion (the others keep
     # what they had): the same starts, on the same workers, in the same order as looking
@@ -501,8 +503,10 @@ def test_skipping_satisfied_workers_changes_no_decision(
     estimates = [e for _, _, e in suite]
     crash_at = None if crash is None else min(crash, len(suite) - 1)
     args = (claims, durations, workers, {"gpu": 1}, estimates, depth, crash_at)
-    fast = simulate(*args, buffer_seconds=buffer)
-    eager = simulate(*args, dispatcher_class=LookAtEveryWorker, buffer_seconds=buffer)
+    nodeids = [f"test_{i // 4}.py::t{i}" for i in range(len(suite))] if first_run else None
+    more = {"buffer_seconds": buffer, "nodeids": nodeids, "guessed": first_run}
+    fast = simulate(*args, **more)
+    eager = simulate(*args, dispatcher_class=LookAtEveryWorker, **more)
     assert fast.started == eager.started
     assert fast.crashed == eager.crashed
 
