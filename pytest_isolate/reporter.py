@@ -86,6 +86,7 @@ class Reporter:
             span[2] = node.gateway.id
         span[3] = _outcome(report, span[3])
 
+    @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under -p no:xdist
     def pytest_handlecrashitem(self, crashitem: str) -> None:
         if self._buffer is not None:
             for release in self._buffer.done(crashitem):

@@ -121,11 +121,16 @@ def test_three_workers_share_nothing(pytester: pytest.Pytester, recorded: Path) 
         assert str(pytester.path) in row["tmp"]  # under pytest's basetemp
 
 
-def test_in_process_run_has_the_same_fixtures(pytester: pytest.Pytester, recorded: Path) -> None:
+# Without xdist too: `-p no:xdist` is how users debug one test, and the plugin must not need it.
+@pytest.mark.parametrize("xdist", [[], ["-p", "no:xdist"]], ids=["xdist-loaded", "no-xdist"])
+def test_in_process_run_has_the_same_fixtures(
+    pytester: pytest.Pytester, recorded: Path, xdist: list[str]
+) -> None:
     many_tests(pytester, count=2, nap=0)
     pytester.makeini("[pytest]\nisolate_db_env = MY_DB\n")
-    result = pytester.runpytest_subprocess("-p", "isolate")
+    result = pytester.runpytest_subprocess("-p", "isolate", *xdist)
     result.assert_outcomes(passed=2)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     (row,) = by_worker(records(recorded)).values()
     assert (row["slot"], row["id"]) == (0, "main")
     assert row["env"]["MY_DB"] == row["db"][0]
