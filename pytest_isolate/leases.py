@@ -3,21 +3,20 @@
 Input: a lease directory shared by every pytest run on the host, a block count, and who asks
 (run id, slot). Output: the number of a block no live process holds. A lease records the
 holder's pid and the process start time, so the lease of a dead process (or of a pid reused
-by another program) is taken over. One ``filelock`` guards the directory: no daemon, no race.
+by another program) is taken over. One lock file guards the directory: no daemon, no race.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from filelock import FileLock
 
 #: Where leases live unless PYTEST_ISOLATE_LEASE_DIR says otherwise. Deliberately not
 #: tempfile.gettempdir(): a worker's TMPDIR is private, and a nested pytest run started from a
@@ -72,9 +71,27 @@ def lease_dir() -> Path:
     return path
 
 
-#: How often a process waiting for the lease lock tries again. filelock's default, 50 ms,
-#: serializes the workers of one run at start and end in steps of 50 ms each.
-POLL_SECONDS = 0.002
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the with-block.
+
+    flock(2), from the standard library: every process of a run takes this lock, and the
+    filelock package cost each of them ~10 ms of import for what these lines do here (POSIX
+    only, like the rest of the plugin). O_NOFOLLOW refuses a symlink planted at the path, the
+    hole filelock 3.20.1 closed; the file is opened read-only and never written, so nothing is
+    truncated or created through it. The kernel hands the lock to a waiter the moment it is
+    free (no polling) and takes it from a holder that dies.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    try:
+        # Shared by every user's runs, like the directory: undo a restrictive umask. Another
+        # user's lock file is theirs to chmod, and readable is all a lock needs.
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock too
 
 
 class Leases:
@@ -87,7 +104,7 @@ class Leases:
     def __init__(self, kind: str, directory: Path | None = None) -> None:
         self.kind = kind
         self.directory = directory or lease_dir()
-        self._lock = FileLock(str(self.directory / f"{kind}.lock"), mode=0o666)
+        self._lock_path = self.directory / f"{kind}.lock"
 
     def _path(self, start: int) -> Path:
         return self.directory / f"{self.kind}-{start}.lease"
@@ -114,7 +131,7 @@ class Leases:
         when every span overlaps a live lease.
         """
         candidates = list(spans)
-        with self._lock.acquire(poll_interval=POLL_SECONDS):
+        with locked(self._lock_path):
             live: list[range] = []
             dead: list[tuple[range, Holder]] = []
             for start, (span, owner) in self._read_all().items():
@@ -142,7 +159,7 @@ class Leases:
             path.chmod(0o666)
 
     def release(self, span: range, holder: Holder) -> None:
-        with self._lock.acquire(poll_interval=POLL_SECONDS):
+        with locked(self._lock_path):
             current = self._read_all().get(span.start)
             if current is not None and current[1] == holder:
                 self._path(span.start).unlink(missing_ok=True)
@@ -150,7 +167,7 @@ class Leases:
     def reclaim(self) -> list[tuple[range, Holder]]:
         """Remove the leases of dead processes; returns what was removed."""
         removed = []
-        with self._lock.acquire(poll_interval=POLL_SECONDS):
+        with locked(self._lock_path):
             for start, (span, owner) in sorted(self._read_all().items()):
                 if not is_alive(owner):
                     self._path(start).unlink(missing_ok=True)

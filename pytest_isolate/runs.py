@@ -11,10 +11,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from . import database
-from .leases import POLL_SECONDS, Holder, is_alive, lease_dir, me
+from .leases import Holder, is_alive, lease_dir, locked, me
 
 
 @dataclass(frozen=True)
@@ -27,21 +25,21 @@ class RunRegistry:
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = (directory or lease_dir()) / "runs"
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(self.directory / "runs.lock"), mode=0o666)
+        self._lock_path = self.directory / "runs.lock"
 
     def register(self, run_id: str, db_url: str | None) -> None:
         record = {"holder": asdict(me(run_id, -1)), "db_url": db_url}
-        with self._lock.acquire(poll_interval=POLL_SECONDS):
+        with locked(self._lock_path):
             (self.directory / f"{run_id}.json").write_text(json.dumps(record))
 
     def unregister(self, run_id: str) -> None:
-        with self._lock.acquire(poll_interval=POLL_SECONDS):
+        with locked(self._lock_path):
             (self.directory / f"{run_id}.json").unlink(missing_ok=True)
 
     def reclaim(self) -> list[str]:
         """Drop the databases of dead runs; returns what was dropped, as ``name`` strings."""
         dropped: list[str] = []
-        with self._lock.acquire(poll_interval=POLL_SECONDS):
+        with locked(self._lock_path):
             for path in sorted(self.directory.glob("*.json")):
                 try:
                     data = json.loads(path.read_text())

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from filelock import FileLock
+from pytest_isolate.leases import locked
 
 CHROMIUM = "/usr/bin/chromium"
 LOCK = "/tmp/pytest-isolate-chromium.lock"
@@ -60,7 +60,8 @@ def chromium() -> str:
     if path is None:
         if os.geteuid() != 0:
             raise RuntimeError(f"no Chromium at {CHROMIUM} and not root, so cannot install it")
-        with FileLock(LOCK, timeout=INSTALL_TIMEOUT):
+        # No timeout of its own: the holder's apt-get runs under INSTALL_TIMEOUT.
+        with locked(Path(LOCK)):
             path = _existing()  # another process may have installed it while we waited
             if path is None:
                 _apt("update", "-qq")

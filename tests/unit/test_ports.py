@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_isolate.leases import Holder, Leases, is_alive, me, process_start
+from pytest_isolate.leases import Holder, Leases, is_alive, locked, me, process_start
 from pytest_isolate.ports import (
     PortBlock,
     PortsError,
@@ -129,6 +129,66 @@ def test_a_reused_pid_is_not_mistaken_for_the_holder() -> None:
     assert is_alive(Holder(os.getpid(), started, "r", 0))
     assert not is_alive(Holder(os.getpid(), started + "0", "r", 0))
     assert not is_alive(Holder(_dead_pid(), "1", "r", 0))
+
+
+# Each process enters the locked block five times and exclusive-creates a marker there: a
+# second process inside at the same moment finds the marker and fails.
+ONE_AT_A_TIME = """
+import os, sys, time
+from pathlib import Path
+from pytest_isolate.leases import locked
+directory = Path(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(5):
+    with locked(directory / "ports.lock"):
+        fd = os.open(directory / "inside", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        time.sleep(0.01)
+        os.close(fd)
+        os.unlink(directory / "inside")
+"""
+
+
+def test_the_lease_lock_admits_one_process_at_a_time(tmp_path: Path) -> None:
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", ONE_AT_A_TIME, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for child in children:  # all started and importing done: they contend from here
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    errors = [child.communicate(timeout=60)[1] for child in children]
+    assert [child.returncode for child in children] == [0] * 6, errors
+
+
+def test_the_lease_lock_refuses_a_planted_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    victim.chmod(0o600)
+    (tmp_path / "ports.lock").symlink_to(victim)
+    with pytest.raises(OSError, match=r"ports\.lock"):
+        Leases("ports", tmp_path).acquire(blocks_in(range(10000, 10100), 100), me("r", 0))
+    assert victim.read_text() == "precious"
+    assert victim.stat().st_mode & 0o777 == 0o600  # not chmod-ed through the link either
+
+
+def test_the_lease_lock_is_usable_by_other_users_despite_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        with locked(tmp_path / "ports.lock"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ports.lock").stat().st_mode & 0o777 == 0o666
 
 
 def test_lease_block_uses_the_real_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
