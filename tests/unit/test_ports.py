@@ -160,13 +160,18 @@ def test_the_lease_lock_admits_one_process_at_a_time(tmp_path: Path) -> None:
         )
         for _ in range(6)
     ]
-    for child in children:  # all started and importing done: they contend from here
-        assert child.stdout is not None and child.stdout.readline() == "ready\n"
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    errors = [child.communicate(timeout=60)[1] for child in children]
+    try:
+        for child in children:  # all started and importing done: they contend from here
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        errors = [child.communicate(timeout=60)[1] for child in children]
+    finally:
+        for child in children:  # a failed start must not leave the others waiting on stdin
+            child.kill()
+            child.wait()
     assert [child.returncode for child in children] == [0] * 6, errors
 
 
