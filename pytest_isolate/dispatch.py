@@ -40,6 +40,9 @@ MAX_DEPTH = 256
 #: Seconds of estimated work queued on a worker at most: what a wrong guess can leave on one
 #: worker at the end of the run, against one message per few tests when tests are short.
 BUFFER_SECONDS = 0.2
+#: A test without history whose family's tests have run this long on average (or longer)
+#: is released only when its worker is free, not queued behind another: see _maybe_long.
+UNKNOWN_LONG_SECONDS = 0.02
 #: What pytest and xdist add to each test's recorded duration (hooks, reports, transport):
 #: queues of tiny tests are measured with it, or they hold far more time than the buffer.
 PER_TEST_SECONDS = 0.0005
@@ -102,6 +105,7 @@ class Dispatcher:
         buffer_seconds: float = BUFFER_SECONDS,
         guessed: Collection[int] = (),
         clock: Callable[[], float] = time.monotonic,
+        modules: Sequence[str] = (),
     ) -> None:
         self._claims = claims
         self._estimates = estimates
@@ -132,9 +136,15 @@ class Dispatcher:
         self._unit_of: dict[int, int] = {
             test: index for index, unit in enumerate(plan.units) for test in unit.tests
         }
-        # A unit split off a chunk stays in the chunk's family: what its tests showed so far
-        # (completed durations, time running) is the best guess for the rest of them.
-        self._family: list[int] = list(range(len(plan.units)))
+        # A unit's family is the module of its first test (``modules``: each test's; without
+        # them, one family for all); a unit split off a chunk stays in the chunk's family.
+        # What a family's tests showed so far (completed durations, time running) is the
+        # best guess for the rest of them.
+        module_ids: dict[str, int] = {}
+        self._family: list[int] = [
+            module_ids.setdefault(modules[unit.tests[0]] if modules else "", len(module_ids))
+            for unit in plan.units
+        ]
         self._family_observed: dict[int, tuple[float, int]] = {}
         # Planned queues by slot; a slot with no live worker is an orphan others steal from.
         self._queues: list[deque[int]] = [deque() for _ in plan.queues]
@@ -289,6 +299,16 @@ class Dispatcher:
             if parked is not None and not (
                 self._wants_more(worker) and self._can_release(parked, worker)
             ):
+                break
+            if (
+                parked is not None
+                and worker.released
+                and self._maybe_long(parked)
+                and not self._next_is_fixed(worker)
+            ):
+                # Releasing it would commit the next test to this worker, behind two that
+                # may each run for seconds; wait until it must start instead, and leave the
+                # rest to whichever worker runs dry first (xdist's pull, one per completion).
                 break
             test = self._pick(worker, steal)
             if test is None:
@@ -517,6 +537,23 @@ class Dispatcher:
         for test in moved:
             self._unit_of[test] = unit
         return unit
+
+    def _next_is_fixed(self, worker: _Worker) -> bool:
+        """Its next test comes from a unit that cannot leave it (a domain, or a chunk cut
+        from recorded durations): committing it early takes nothing from another worker."""
+        return any(self._remaining[u] and not self._splittable[u] for u in worker.bound)
+
+    def _maybe_long(self, test: int) -> bool:
+        """Too long, or too little known, for the round trip saved by releasing it early
+        to matter: recorded at least the buffer, or without history and either nothing of
+        its family has completed or its family's guess is over UNKNOWN_LONG_SECONDS (a
+        guess from the first completions is low: long tests complete last)."""
+        if test in self._guessed:
+            unit = self._unit_of[test]
+            if self._family[unit] not in self._family_observed:
+                return True
+            return self._guess(unit) >= UNKNOWN_LONG_SECONDS
+        return self._estimates[test] >= self._buffer
 
     def _parked_long(self, worker: _Worker) -> bool:
         """The worker's parked test is expected to run longer than the buffer."""

@@ -191,7 +191,9 @@ def group_neighbours(
                 close_run()
             grouped.append(domain)
             continue
-        if run and (run[-1] != index - 1 or _module(nodeids[run[-1]]) != _module(nodeids[index])):
+        if run and (
+            run[-1] != index - 1 or module_of(nodeids[run[-1]]) != module_of(nodeids[index])
+        ):
             close_run()
         run.append(index)
     if run:
@@ -216,5 +218,6 @@ def _chunks(run: Sequence[int], estimates: Sequence[float], cap: float) -> list[
     return chunks
 
 
-def _module(nodeid: str) -> str:
+def module_of(nodeid: str) -> str:
+    """The file part of a node id: the tests a module-scoped fixture is shared by."""
     return nodeid.split("::", 1)[0]

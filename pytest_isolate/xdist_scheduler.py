@@ -23,7 +23,7 @@ except ImportError:  # pytest-xdist < 3.7
 from . import transport, wire
 from .claims import TestClaims
 from .dispatch import MAX_DEPTH, Action, Dispatcher, Send
-from .plan import plan_collection
+from .plan import module_of, plan_collection
 
 
 class IsolateScheduling:
@@ -150,6 +150,7 @@ class IsolateScheduling:
             self._capacity,
             max_depth=self._max_depth,
             guessed=[i for i, nodeid in enumerate(collection) if nodeid not in self._recorded],
+            modules=[module_of(nodeid) for nodeid in collection],
         )
         for node in self._nodes:
             self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
