@@ -120,6 +120,7 @@ class Dispatcher:
         self._unsent = sum(estimates[test] for unit in plan.units for test in unit.tests)
         self._charged: dict[int, float] = {}  # released test -> the estimate it was charged
         self._capacity = capacity
+        self._any_serial = any(test_claims.serial for test_claims in claims)
         self._max_depth = max(2, max_depth)
         self._buffer = buffer_seconds
         self._remaining: list[deque[int]] = [deque(unit.tests) for unit in plan.units]
@@ -408,6 +409,8 @@ class Dispatcher:
 
     def _can_release(self, test: int, worker: _Worker) -> bool:
         claims = self._claims[test]
+        if not claims.counted and not self._any_serial:
+            return True  # most tests of most runs: nothing below applies
         if (claims.counted or claims.serial) and worker.released:
             # It would wait behind the worker's running test while holding its units or its
             # barrier; release it when it can start at once instead.
