@@ -126,12 +126,18 @@ class Dispatcher:
         self._remaining: list[deque[int]] = [deque(unit.tests) for unit in plan.units]
         # A chunk of free tests (plan.group_neighbours) stays on one worker only so module
         # fixtures are set up once. One cut from guesses (no history) may be split by a dry
-        # worker; one cut from recorded durations is not: a split would set the module's
-        # fixtures up again, and the test that paid for them would record their cost as its
-        # own, skewing the next plan. Domains never split.
+        # worker; one cut from recorded durations only where its module shows no setup cost
+        # (setup_free_modules): elsewhere a split would set the module's fixtures up again, and
+        # the test that paid for them would record their cost as its own, skewing the next
+        # plan. Domains never split.
+        plain_modules = setup_free_modules(modules, estimates, self._guessed)
         self._splittable: list[bool] = [
             len(unit.tests) > 1
-            and all(claims[test].is_plain and test in self._guessed for test in unit.tests)
+            and all(
+                claims[test].is_plain
+                and (test in self._guessed or (bool(modules) and modules[test] in plain_modules))
+                for test in unit.tests
+            )
             for unit in plan.units
         ]
         self._unit_of: dict[int, int] = {
@@ -510,17 +516,19 @@ class Dispatcher:
 
     def _split(self, worker: _Worker) -> int | None:
         """A dry worker's last resort: the back half (rounded down) of the unsent tests of the
-        chunk of guessed free tests, bound to another worker, with the most estimated work left.
+        splittable chunk, bound to another worker, with the most estimated work left.
 
         Without history, chunks are cut from guesses: five tests of seconds each can share
-        one. Waiting for their worker to run them one by one would leave this one idle.
-        The stolen tests become a unit of their own, bound to the thief.
+        one. With history, a module kept whole for its fixtures is a coarse piece for the
+        plan to balance with; where it shows no setup cost, the end of the run evens out.
+        Waiting for its worker to run them one by one would leave this one idle. The stolen
+        tests become a unit of their own, bound to the thief.
         """
         best = self._chunk_to_split(worker)
         if best is None:
             return None
         rest = self._remaining[best]
-        guess = self._guess(best)
+        guess = self._per_test(best)
         if self._parked_long(worker):
             # It holds a long test and needs another behind it to start it (xdist's
             # protocol): one, of the chunk with the shortest guess.
@@ -540,6 +548,13 @@ class Dispatcher:
         for test in moved:
             self._unit_of[test] = unit
         return unit
+
+    def _per_test(self, unit: int) -> float:
+        """Seconds per unsent test of a chunk: the guess, or the mean of the estimates."""
+        rest = self._remaining[unit]
+        if rest[0] in self._guessed:
+            return self._guess(unit)
+        return sum(self._estimates[test] for test in rest) / len(rest)
 
     def _next_is_fixed(self, worker: _Worker) -> bool:
         """Its next test comes from a unit that cannot leave it (a domain, or a chunk cut
@@ -580,8 +595,31 @@ class Dispatcher:
                 rest = self._remaining[unit]
                 if not rest or not self._splittable[unit]:
                     continue
-                guess = self._guess(unit)
+                guess = self._per_test(unit)
                 score = -guess if cheapest else guess * len(rest)
                 if score > top and self._can_release(rest[-1], worker):
                     best, top = unit, score
         return best
+
+
+def setup_free_modules(
+    modules: Sequence[str], estimates: Sequence[float], guessed: Collection[int]
+) -> frozenset[str]:
+    """Modules whose recorded tests show no setup cost: none is longer than the module's
+    median test by more than that median (or 10 ms).
+
+    A module- or class-scoped fixture's setup is recorded as part of the first test that
+    used it, so a module that has one shows that test standing out. Splitting one without
+    costs nothing but a message.
+    """
+    by_module: dict[str, list[float]] = {}
+    for test, module in enumerate(modules):
+        if test not in guessed:
+            by_module.setdefault(module, []).append(estimates[test])
+    plain = set()
+    for module, seconds in by_module.items():
+        ordered = sorted(seconds)
+        median = ordered[len(ordered) // 2]
+        if ordered[-1] - median <= max(median, 0.01):
+            plain.add(module)
+    return frozenset(plain)

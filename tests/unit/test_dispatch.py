@@ -19,7 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_isolate.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
-from pytest_isolate.dispatch import BUFFER_SECONDS, MAX_DEPTH, Dispatcher, Send, Shutdown
+from pytest_isolate.dispatch import (
+    BUFFER_SECONDS,
+    MAX_DEPTH,
+    Dispatcher,
+    Send,
+    Shutdown,
+    setup_free_modules,
+)
 from pytest_isolate.domains import build_domains
 from pytest_isolate.plan import (
     CHUNKS_PER_WORKER,
@@ -394,6 +401,40 @@ def test_a_chunk_cut_from_recorded_durations_is_never_split() -> None:
     for module in range(9):
         workers = {w for _, w, test in run.started if test // 11 == module}
         assert len(workers) == 1, (module, workers)
+
+
+@pytest.mark.parametrize("workers", [3, 4, 6])
+def test_with_history_a_module_without_setup_cost_is_split_at_the_end(workers: int) -> None:
+    # The skewed suite with history: four modules of twenty 0.1 s tests, kept whole by the
+    # plan for their fixtures, and six tests of 3-8 s. Whole modules are coarse pieces: at
+    # -n 4 the plan can do no better than 11 s against a bound of 10.25 s. Their tests all
+    # take the same time (no fixture paid by the first), so workers that run dry take
+    # tests off them at the end.
+    short, long = [0.1] * 80, [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    nodeids = [f"test_short_{i // 20}.py::t{i}" for i in range(80)]
+    nodeids += [f"test_long.py::t{i}" for i in range(6)]
+    durations = short + long
+    run = simulate([PLAIN] * 86, durations, workers, max_depth=MAX_DEPTH, nodeids=nodeids)
+    bound = max(sum(durations) / workers, max(long))
+    # Before: 15.1 s at -n 3, 11.1 s at -n 4, 10.1 s at -n 6.
+    assert run.makespan <= 1.03 * bound, (run.makespan, bound)
+    split = {
+        module
+        for module in range(4)
+        if len({w for _, w, test in run.started if test < 80 and test // 20 == module}) > 1
+    }
+    assert split, "no module was split"
+
+
+def test_a_module_shows_a_setup_cost_when_one_test_stands_out() -> None:
+    modules = ["a.py"] * 4 + ["b.py"] * 4 + ["c.py"] * 3 + ["d.py"] * 2
+    estimates = [0.1, 0.1, 0.12, 0.1]  # a.py: even
+    estimates += [3.0, 0.1, 0.1, 0.1]  # b.py: its first test paid a fixture
+    estimates += [0.001, 0.002, 0.011]  # c.py: tiny tests, within 10 ms
+    estimates += [0.5, 0.001]  # d.py: the new test is guessed; the other stands alone
+    assert setup_free_modules(modules, estimates, guessed={12}) == frozenset(
+        {"a.py", "c.py", "d.py"}
+    )
 
 
 def test_a_worker_xdist_shut_down_gets_nothing_more() -> None:
