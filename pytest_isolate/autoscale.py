@@ -11,22 +11,20 @@ small for parallelism to win that back, one process is faster. Jest has the same
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 #: Estimated seconds before parallel work starts: a fixed part, plus a part per worker.
 STARTUP_BASE = 0.3
 STARTUP_PER_WORKER = 0.2
 
 
-@dataclass(frozen=True)
-class RunHistory:
+class RunHistory(NamedTuple):
     work: float  # summed test time of the last run, seconds
     units: int  # independent domains (free tests included) in the last run
     tests: int
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     workers: int
     reason: str
 

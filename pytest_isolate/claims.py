@@ -13,8 +13,7 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 EXCLUSIVE = "exclusive"
 SHARED = "shared"
@@ -31,8 +30,7 @@ class DeclarationError(ValueError):
     """A malformed marker or capacity declaration; the message names the fault."""
 
 
-@dataclass(frozen=True, order=True)
-class Claim:
+class Claim(NamedTuple):
     """One thing a test holds while it runs. Two claims conflict per :func:`conflicts`."""
 
     kind: ClaimKind
@@ -40,11 +38,8 @@ class Claim:
     mode: str = EXCLUSIVE
 
 
-@dataclass(frozen=True)
-class TestClaims:
+class TestClaims(NamedTuple):
     """Everything the scheduler needs to know about one test."""
-
-    __test__ = False  # not a pytest test class, despite the name
 
     claims: tuple[Claim, ...] = ()
     counted: tuple[str, ...] = ()
@@ -56,12 +51,14 @@ class TestClaims:
         return not (self.claims or self.counted or self.serial)
 
 
+# Not a pytest test class, despite the name (a NamedTuple cannot declare it in its body).
+TestClaims.__test__ = False  # type: ignore[attr-defined]
+
 #: The claims of a test that declares nothing: most tests; one shared value.
 PLAIN = TestClaims()
 
 
-@dataclass(frozen=True)
-class Declaration:
+class Declaration(NamedTuple):
     """The raw marks of one test, in the order pytest's ``iter_markers`` yields them."""
 
     resources: tuple[tuple[tuple[Any, ...], Mapping[str, Any]], ...] = ()

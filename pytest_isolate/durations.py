@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -71,7 +70,7 @@ def store(config: pytest.Config, measured: Mapping[str, float]) -> None:
 def store_run(config: pytest.Config, history: RunHistory) -> None:
     cache = getattr(config, "cache", None)
     if cache is not None:
-        cache.set(RUN_KEY, asdict(history))
+        cache.set(RUN_KEY, history._asdict())
 
 
 def load_run(config: pytest.Config) -> RunHistory | None:

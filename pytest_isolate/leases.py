@@ -15,8 +15,8 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 #: Where leases live unless PYTEST_ISOLATE_LEASE_DIR says otherwise. Deliberately not
 #: tempfile.gettempdir(): a worker's TMPDIR is private, and a nested pytest run started from a
@@ -24,8 +24,7 @@ from pathlib import Path
 DEFAULT_DIR = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()) / "pytest-isolate"
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     pid: int
     started: str  # the process start time, to tell a reused pid apart
     run_id: str
@@ -153,7 +152,7 @@ class Leases:
 
     def _write(self, span: range, holder: Holder) -> None:
         path = self._path(span.start)
-        payload = {"start": span.start, "stop": span.stop, "holder": asdict(holder)}
+        payload = {"start": span.start, "stop": span.stop, "holder": holder._asdict()}
         path.write_text(json.dumps(payload))
         with contextlib.suppress(PermissionError):
             path.chmod(0o666)

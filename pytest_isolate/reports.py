@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 Event = TypeVar("Event")
 
@@ -76,8 +75,7 @@ class ReorderBuffer(Generic[Event]):
         return released
 
 
-@dataclass(frozen=True)
-class RunSummary:
+class RunSummary(NamedTuple):
     workers: int
     domains: int
     free: int

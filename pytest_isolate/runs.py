@@ -8,7 +8,7 @@ gone (a ``SIGKILL`` leaves no chance to clean up) are dropped, and the caller sa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import database
@@ -28,7 +28,7 @@ class RunRegistry:
         self._lock_path = self.directory / "runs.lock"
 
     def register(self, run_id: str, db_url: str | None) -> None:
-        record = {"holder": asdict(me(run_id, -1)), "db_url": db_url}
+        record = {"holder": me(run_id, -1)._asdict(), "db_url": db_url}
         with locked(self._lock_path):
             (self.directory / f"{run_id}.json").write_text(json.dumps(record))
 

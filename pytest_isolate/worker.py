@@ -12,7 +12,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import database, ports
 from .database import WorkerDatabase
@@ -26,8 +26,7 @@ def new_run_id() -> str:
     return secrets.token_hex(4)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     ports_per_worker: int = 50
     db_url: str | None = None
     db_template: str | None = None
