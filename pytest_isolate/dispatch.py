@@ -562,16 +562,16 @@ class Dispatcher:
         return any(self._remaining[u] and not self._splittable[u] for u in worker.bound)
 
     def _maybe_long(self, test: int) -> bool:
-        """Too long, or too little known, for the round trip saved by releasing it early
-        to matter: recorded at least the buffer, or without history and either nothing of
-        its family has completed or its family's guess is over UNKNOWN_LONG_SECONDS (a
-        guess from the first completions is low: long tests complete last)."""
+        """Too little known for the round trip saved by releasing it early to matter: no
+        history, and either nothing of its family has completed or its family's guess is
+        over UNKNOWN_LONG_SECONDS (a guess from the first completions is low: long tests
+        complete last). A recorded test was placed by a plan that knew its duration."""
         if test in self._guessed:
             unit = self._unit_of[test]
             if self._family[unit] not in self._family_observed:
                 return True
             return self._guess(unit) >= UNKNOWN_LONG_SECONDS
-        return self._estimates[test] >= self._buffer
+        return False  # recorded: the plan placed it knowing how long it runs
 
     def _parked_long(self, worker: _Worker) -> bool:
         """The worker's parked test is expected to run longer than the buffer."""

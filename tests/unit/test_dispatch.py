@@ -371,6 +371,13 @@ def test_a_test_of_an_unseen_module_is_not_queued_behind_a_running_test() -> Non
     assert len(dispatcher.dispatch()[0].tests) == 2
 
 
+def test_recorded_long_tests_queue_ahead_as_planned() -> None:
+    # History says 1 s each: the plan placed them knowing it, so the worker is kept busy as
+    # usual (two released, one parked), not held to one test at a time as unknown ones are.
+    dispatcher = _one_worker(10, 1.0, guessed=False)
+    assert dispatcher.dispatch() == [Send("gw0", (0, 1, 2))]
+
+
 def test_a_domain_queues_ahead_whatever_is_known() -> None:
     # A domain's tests cannot run anywhere else: queuing one behind another takes nothing
     # from the other workers, so its worker is kept busy as usual (two released, one parked)
