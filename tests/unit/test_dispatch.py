@@ -442,6 +442,10 @@ def test_a_module_shows_a_setup_cost_when_one_test_stands_out() -> None:
     assert setup_free_modules(modules, estimates, guessed={12}) == frozenset(
         {"a.py", "c.py", "d.py"}
     )
+    # Two tests, one of which paid a 3 s fixture; a module split last run, where the first
+    # test on each worker paid it: both still show the cost.
+    assert setup_free_modules(["e.py"] * 2, [3.0, 0.1], ()) == frozenset()
+    assert setup_free_modules(["f.py"] * 4, [3.1, 0.1, 3.1, 0.1], ()) == frozenset()
 
 
 def test_a_worker_xdist_shut_down_gets_nothing_more() -> None:
