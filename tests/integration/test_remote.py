@@ -267,17 +267,20 @@ def test_resources(isolate_worker, isolate_ports, isolate_db, i):
             conn.execute("CREATE TABLE IF NOT EXISTS t (i int)")
     record(isolate_worker, f"resources-{i}")
 
+# The domain records what it was given too: the first tests each worker gets are its own,
+# so every host records facts however fast the others run.
 @pytest.mark.resource("queue")
-def test_domain_first():
-    pass
+def test_domain_first(isolate_worker):
+    record(isolate_worker, "domain-first")
 
 @pytest.mark.resource("queue")
-def test_domain_fails():
+def test_domain_fails(isolate_worker):
+    record(isolate_worker, "domain-fails")
     assert 1 + 1 == 3
 
 @pytest.mark.resource("queue")
-def test_domain_last():
-    pass
+def test_domain_last(isolate_worker):
+    record(isolate_worker, "domain-last")
 
 def test_skipped():
     pytest.skip("not here")
