@@ -29,7 +29,7 @@ from statistics import median as median_of
 
 from pytest_isolate.claims import TestClaims
 from pytest_isolate.dispatch import Action, Dispatcher, Send
-from pytest_isolate.plan import plan_collection
+from pytest_isolate.plan import module_of, plan_collection
 
 from . import suites
 from .suites import Suite
@@ -162,7 +162,14 @@ def plan_and_drain(
     behind it, and the scheduler is asked for more after every completion.
     """
     planned = plan_collection(nodeids, claims, recorded, workers)
-    dispatcher = Dispatcher(planned.plan, claims, planned.estimates, {})
+    dispatcher = Dispatcher(
+        planned.plan,
+        claims,
+        planned.estimates,
+        {},
+        guessed=[i for i, nodeid in enumerate(nodeids) if nodeid not in recorded],
+        modules=[module_of(nodeid) for nodeid in nodeids],
+    )
     names = [f"gw{i}" for i in range(workers)]
     for name in names:
         dispatcher.add_worker(name)
