@@ -130,12 +130,12 @@ class Dispatcher:
         # (setup_free_modules): elsewhere a split would set the module's fixtures up again, and
         # the test that paid for them would record their cost as its own, skewing the next
         # plan. Domains never split.
-        plain_modules = setup_free_modules(modules, estimates, self._guessed)
+        setup_free = setup_free_modules(modules, estimates, self._guessed)
         self._splittable: list[bool] = [
             len(unit.tests) > 1
             and all(
                 claims[test].is_plain
-                and (test in self._guessed or (bool(modules) and modules[test] in plain_modules))
+                and (test in self._guessed or (bool(modules) and modules[test] in setup_free))
                 for test in unit.tests
             )
             for unit in plan.units
@@ -557,8 +557,8 @@ class Dispatcher:
         return sum(self._estimates[test] for test in rest) / len(rest)
 
     def _next_is_fixed(self, worker: _Worker) -> bool:
-        """Its next test comes from a unit that cannot leave it (a domain, or a chunk cut
-        from recorded durations): committing it early takes nothing from another worker."""
+        """Its next test comes from a unit that cannot leave it (a domain, or a chunk that
+        may not be split): committing it early takes nothing from another worker."""
         return any(self._remaining[u] and not self._splittable[u] for u in worker.bound)
 
     def _maybe_long(self, test: int) -> bool:
