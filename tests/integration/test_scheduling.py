@@ -373,6 +373,38 @@ def test_slow(i):
     ]
 
 
+def test_with_history_a_module_without_setup_cost_is_shared_at_the_end(checked: Checked) -> None:
+    # History (a durations file): two tests of 1.5 s, and test_short.py, ten tests of 0.1 s
+    # with no fixture cost. The plan keeps test_short.py whole (1 s, within twice the chunk
+    # cap) behind one long test; the other worker, free after its own, takes tests off it,
+    # so the run ends near 2 s instead of 2.5 s with one worker idle for the last second.
+    checked.pytester.makepyfile(
+        test_long=SLEEP
+        + """
+import pytest
+
+@pytest.mark.parametrize("i", range(2))
+def test_long(i):
+    nap(1.5)
+""",
+        test_short=SLEEP
+        + """
+import pytest
+
+@pytest.mark.parametrize("i", range(10))
+def test_short(i):
+    nap(0.1)
+""",
+    )
+    durations = {f"test_long.py::test_long[{i}]": 1.5 for i in range(2)}
+    durations |= {f"test_short.py::test_short[{i}]": 0.1 for i in range(10)}
+    (checked.pytester.path / "durations.json").write_text(json.dumps(durations))
+    run = checked.run("-n", "2", "--isolate-durations=durations.json")
+    assert_clean(run, 12)
+    assert len(run.workers_of("test_long.py")) == 2
+    assert len(run.workers_of("test_short.py")) == 2
+
+
 def test_durations_file_orders_the_run(checked: Checked) -> None:
     checked.pytester.makepyfile(
         test_file=SLEEP
