@@ -11,12 +11,10 @@ No pytest here. psycopg 3 is an optional dependency, imported only when PostgreS
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
@@ -36,8 +34,7 @@ class DatabaseError(Exception):
     """A clear, user-facing message."""
 
 
-@dataclass(frozen=True)
-class WorkerDatabase:
+class WorkerDatabase(NamedTuple):
     url: str  # what the tests connect to
     name: str  # the database name (sqlite: the file name)
     backend: str  # "sqlite" or "postgresql"
@@ -61,6 +58,8 @@ def _run_prefix(base: str, run_id: str) -> str:
     prefix = f"{b}_{r}_"
     if len(prefix) <= _MAX_PREFIX:
         return prefix
+    import hashlib  # only for long names: loading OpenSSL costs every process ~0.5 ms
+
     digest = hashlib.sha256(f"{base}\0{run_id}".encode()).hexdigest()[:_HASH_LEN]
     room = _MAX_PREFIX - _HASH_LEN - 3  # three underscores: b_h_r_
     r_cut = r[: max(room - len(b), room // 2)]
@@ -173,6 +172,8 @@ def sqlite_database(worker_dir: Path) -> WorkerDatabase:
 
 def _template_lock_key(template: str) -> int:
     """A stable signed 64-bit advisory lock key for cloning ``template``."""
+    import hashlib
+
     digest = hashlib.sha256(f"pytest-isolate:template:{template}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 

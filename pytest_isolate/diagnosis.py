@@ -15,8 +15,7 @@ import json
 import os
 import signal
 from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Overlapping sets larger than this are reported, not narrowed down: each halving costs
 #: fresh pytest processes.
@@ -25,8 +24,7 @@ BISECT_MAX = 16
 # -- caps ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Caps:
+class Caps(NamedTuple):
     tests: int  # rerun at most this many failed tests
     seconds: float  # all reruns and bisections together
 
@@ -60,8 +58,7 @@ def select_reruns(failed: Iterable[str], limit: int) -> tuple[tuple[str, ...], t
     return unique[:limit], unique[limit:]
 
 
-@dataclass(frozen=True)
-class Budget:
+class Budget(NamedTuple):
     """A time budget started at ``started`` (any monotonic clock)."""
 
     seconds: float
@@ -74,8 +71,7 @@ class Budget:
 # -- who overlapped whom --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """One test in the parallel run: its worker, and setup start to teardown end."""
 
     nodeid: str
@@ -120,8 +116,7 @@ class Search(enum.Enum):
     NOTHING_OVERLAPPED = "nothing overlapped"
 
 
-@dataclass(frozen=True)
-class Trial:
+class Trial(NamedTuple):
     """Run the victim beside ``beside``; the culprit is known to be among ``suspects``."""
 
     beside: tuple[str, ...]
@@ -129,8 +124,7 @@ class Trial:
     number: int  # 1 for the first trial
 
 
-@dataclass(frozen=True)
-class SearchResult:
+class SearchResult(NamedTuple):
     status: Search
     suspects: tuple[str, ...]  # the narrowest set known to reproduce (all, when not found)
     trials: int
@@ -208,14 +202,13 @@ def verdict_of(exit_code: int | None) -> tuple[Verdict, str]:
     return Verdict.UNDECIDED, f"the rerun ended with exit code {exit_code} ({what})"
 
 
-@dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(NamedTuple):
     nodeid: str
     verdict: Verdict
     detail: str = ""
     worker: str = ""
     overlapped: tuple[Span, ...] = ()
-    touched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by overlapping test
+    touched: Mapping[str, tuple[str, ...]] = {}  # by overlapping test; never mutated
     search: SearchResult | None = None
 
     @property
@@ -410,8 +403,7 @@ class Arity(enum.Enum):
     OPTIONAL = 2  # argparse's nargs="?": the next token, unless it is an option
 
 
-@dataclass(frozen=True)
-class OptionSpec:
+class OptionSpec(NamedTuple):
     dest: str
     arity: Arity
 

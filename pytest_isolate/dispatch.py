@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .claims import TestClaims
 from .plan import Plan
@@ -48,36 +48,46 @@ UNKNOWN_LONG_SECONDS = 0.02
 PER_TEST_SECONDS = 0.0005
 
 
-@dataclass(frozen=True)
-class Send:
+class Send(NamedTuple):
     worker: str
     tests: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Shutdown:
+class Shutdown(NamedTuple):
     worker: str
 
 
 Action = Send | Shutdown
 
 
-@dataclass
 class _Worker:
-    name: str
-    slot: int
-    pending: deque[int] = field(default_factory=deque)
-    shutdown: bool = False
-    released_estimate: float = 0.0
-    serial_pending: int = 0
-    bound: list[int] = field(default_factory=list)  # units with unsent tests, in bind order
-    # Has enough queued until one of its own tests completes: nothing another worker's
-    # event changes (the queue budget only shrinks between such events) can make it want
-    # more, so dispatch skips it. Rare events (a worker leaving, a retry) clear it for all.
-    satisfied: bool = False
-    # The test it is running now and since when (tests start when another is queued
-    # behind them, or the shutdown): how long a test without history has run so far.
-    head: tuple[int, float] | None = None
+    __slots__ = (
+        "bound",
+        "head",
+        "name",
+        "pending",
+        "released_estimate",
+        "satisfied",
+        "serial_pending",
+        "shutdown",
+        "slot",
+    )
+
+    def __init__(self, name: str, slot: int) -> None:
+        self.name = name
+        self.slot = slot
+        self.pending: deque[int] = deque()
+        self.shutdown = False
+        self.released_estimate = 0.0
+        self.serial_pending = 0
+        self.bound: list[int] = []  # units with unsent tests, in bind order
+        # Has enough queued until one of its own tests completes: nothing another worker's
+        # event changes (the queue budget only shrinks between such events) can make it want
+        # more, so dispatch skips it. Rare events (a worker leaving, a retry) clear it for all.
+        self.satisfied = False
+        # The test it is running now and since when (tests start when another is queued
+        # behind them, or the shutdown): how long a test without history has run so far.
+        self.head: tuple[int, float] | None = None
 
     @property
     def released(self) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .claims import TestClaims
 from .domains import Domain, build_domains
@@ -23,8 +23,7 @@ from .domains import Domain, build_domains
 DEFAULT_ESTIMATE = 0.01
 
 
-@dataclass(frozen=True)
-class Unit:
+class Unit(NamedTuple):
     """A domain as the scheduler sees it: run in order, on one worker."""
 
     tests: tuple[int, ...]
@@ -36,8 +35,7 @@ class Unit:
         return self.tests[0]
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     units: tuple[Unit, ...]
     #: per worker, indices into :attr:`units`, in the order the worker should run them
     queues: tuple[tuple[int, ...], ...]
@@ -130,8 +128,7 @@ def make_plan(units: Sequence[Unit], workers: int) -> Plan:
     return Plan(tuple(units), tuple(tuple(q) for q in queues), tuple(loads))
 
 
-@dataclass(frozen=True)
-class CollectionPlan:
+class CollectionPlan(NamedTuple):
     plan: Plan
     estimates: tuple[float, ...]
     recorded: int  # how many tests had history

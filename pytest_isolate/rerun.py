@@ -15,7 +15,6 @@ The rules (caps, overlaps, bisection, verdicts, texts, kept arguments) are in
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -200,7 +199,7 @@ class RerunAlone:
         # Culprit searches only once every chosen test has its verdict.
         for i, d in enumerate(found):
             if d.verdict is Verdict.PARALLEL_ONLY and d.overlapped:
-                found[i] = dataclasses.replace(d, search=self._search(runs, d, budget))
+                found[i] = d._replace(search=self._search(runs, d, budget))
 
     def _search(self, runs: Reruns, d: Diagnosis, budget: diagnosis.Budget) -> SearchResult:
         suspects = diagnosis.suspects_in_order(d.overlapped, d.touched)
