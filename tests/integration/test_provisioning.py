@@ -345,3 +345,78 @@ def test_free(i):
     assert len(replacement) == 1
     assert sorted(s["slot"] for s in setups) == sorted([0, 1, dead["slot"]])
     assert len([t for t in teardowns if not t["crashed"]]) == 2
+
+
+EXIT_PROBE = """
+import atexit, gc, os
+
+OUT = os.environ["EXIT_DIR"]
+WHO = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+def _after_the_plugin():
+    # Registered at conftest import, before the plugin's configure: runs after its handler.
+    with open(os.path.join(OUT, f"frozen-{WHO}"), "w") as f:
+        f.write(str(gc.get_freeze_count()))
+
+atexit.register(_after_the_plugin)
+"""
+
+CYCLE_AT_EXIT = """
+import atexit, os
+
+class Cycle:
+    def __init__(self, who):
+        self.me, self.who = self, who
+
+    def __del__(self):
+        open(os.path.join(os.environ["EXIT_DIR"], f"finalized-{self.who}"), "w").close()
+
+def _garbage():
+    Cycle(os.environ.get("PYTEST_XDIST_WORKER", "main"))  # unreachable at once: a cycle
+
+@pytest.mark.parametrize("i", range(4))
+def test_leaves_garbage_at_exit(i):
+    # Registered during the run: runs before the plugin's handler, which collects first.
+    atexit.register(_garbage)
+    who = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    open(os.path.join(os.environ["EXIT_DIR"], f"ran-{who}"), "w").close()
+"""
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_processes_exit_without_the_final_collections_yet_finalize_garbage(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: str | None
+) -> None:
+    """Every process of a run freezes its heap at exit after one collection (so the
+    interpreter's teardown collections skip it), and cyclic garbage still there at exit is
+    finalized as in a run without the plugin."""
+    out = pytester.path / "_exit"
+    out.mkdir()
+    monkeypatch.setenv("EXIT_DIR", str(out))
+    monkeypatch.setenv("PYTEST_ISOLATE_LEASE_DIR", str(pytester.path / "_leases"))
+    pytester.makeconftest(EXIT_PROBE)
+    pytester.makepyfile(test_exit="import pytest\n" + CYCLE_AT_EXIT)
+    xdist = ["-n", workers] if workers else []
+    processes = ["main", "gw0", "gw1"] if workers else ["main"]
+
+    def ran_tests() -> list[str]:
+        ran = sorted(path.name.removeprefix("ran-") for path in out.glob("ran-*"))
+        assert ran, "no process recorded running a test"
+        return ran
+
+    result = pytester.runpytest_subprocess("-p", "isolate", *xdist)
+    result.assert_outcomes(passed=4)
+    for who in processes:
+        assert int((out / f"frozen-{who}").read_text()) > 0, who
+    for who in ran_tests():
+        assert (out / f"finalized-{who}").exists(), who
+
+    # The same run without the plugin freezes nothing: what the probe sees is the plugin's.
+    for path in out.iterdir():
+        path.unlink()
+    result = pytester.runpytest_subprocess("-p", "no:isolate", *xdist)
+    result.assert_outcomes(passed=4)
+    for who in processes:
+        assert (out / f"frozen-{who}").read_text() == "0", who
+    for who in ran_tests():
+        assert (out / f"finalized-{who}").exists(), who
