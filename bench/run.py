@@ -234,7 +234,12 @@ def _cpu_model() -> str:
     return models[0] if models else platform.processor() or "unknown"
 
 
-def header(rounds: int, quick: bool) -> list[str]:
+def header(
+    rounds: int,
+    quick: bool,
+    contenders: Sequence[str] = (*suites.ALL_CONTENDERS, suites.AUDIT),
+    exception: str = " (huge50k: 1)",
+) -> list[str]:
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     versions = ", ".join(f"{n} {version(n)}" for n in ("pytest", "pytest-xdist", "pytest-isolate"))
     sample = Path("<suite>") / ".isolate_cache"
@@ -244,14 +249,14 @@ def header(rounds: int, quick: bool) -> list[str]:
         f"- machine: {platform.platform()}; CPU: {_cpu_model()}; os.cpu_count(): {os.cpu_count()}",
         f"- date: {now}",
         f"- python {platform.python_version()}, {versions}",
-        f"- runs per contender: {rounds} counted (huge50k: 1) after 1 warm-up round, "
+        f"- runs per contender: {rounds} counted{exception} after 1 warm-up round, "
         f"rotating order{'; --quick' if quick else ''}",
         "- wall clock of whole pytest processes; `isolate / this` < 1 means isolate is faster",
         "",
         "Command lines (`N` is the suite's `-n`; run in the suite's directory):",
         "",
     ]
-    for name in (*suites.ALL_CONTENDERS, suites.AUDIT, STARTUP):
+    for name in (*contenders, STARTUP):
         cmd = ["python", "-m", "pytest", *pytest_args(name, "N", sample)]
         where = " (on a one-test suite)" if name == STARTUP else ""
         lines.append(f"- {name}: `{' '.join(cmd)}`{where}")

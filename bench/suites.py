@@ -312,6 +312,41 @@ def realistic(path: Path) -> Suite:
 
 
 #: Builders by name, in report order.
+SCALING_MODULE = [0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.1, 0.12, 0.15, 0.2]
+SCALING_MODULES = 16
+SCALING_LONG = [0.6] * 4
+SCALING_CHAINS = ("s1", "s2")
+SCALING_CHAIN = [0.3] * 4
+
+
+def scaling(path: Path) -> Suite:
+    """Enough independent work for 16 workers, with a domain that bounds the run from about
+    -n 14 on: 160 short tests in 16 modules, 4 of 0.6 s, and 2 resource chains of 1.2 s
+    (18.6 s in all). Not in ``BUILDERS``: ``bench.scaling`` runs it at every ``-n``."""
+    modules = {
+        f"test_mod_{m:02d}.py": _sleep_module(SCALING_MODULE) for m in range(SCALING_MODULES)
+    }
+    modules["test_long.py"] = _sleep_module(SCALING_LONG)
+    for name in SCALING_CHAINS:
+        modules[f"test_chain_{name}.py"] = _sleep_module(
+            SCALING_CHAIN, f"@pytest.mark.resource({name!r})\n@pytest.mark.xdist_group({name!r})"
+        )
+    _project(path, modules)
+    return Suite(
+        "s",
+        "scaling",
+        "160 tests of 0.01-0.2 s in 16 modules, 4 of 0.6 s and 2 resource chains of 4 x 0.3 s",
+        path,
+        "1",
+        work=SCALING_MODULES * sum(SCALING_MODULE)
+        + sum(SCALING_LONG)
+        + len(SCALING_CHAINS) * sum(SCALING_CHAIN),
+        longest=sum(SCALING_CHAIN),
+        key_peer="xdist-load",
+        contenders=("xdist-load", "isolate"),
+    )
+
+
 BUILDERS: dict[str, Callable[[Path], Suite]] = {
     "trivial20": trivial20,
     "trivial2000": trivial2000,
