@@ -336,6 +336,14 @@ def summary(results: dict[str, SuiteResult], planning: PlanningCost | None) -> l
 # -- command line ------------------------------------------------------------------------------
 
 
+def publish(lines: Sequence[str], out: Path, started: float) -> None:
+    """The report to stdout and to ``out``; how long the benchmark took to stderr."""
+    report = "\n".join(lines) + "\n"
+    sys.stdout.write(report)
+    out.write_text(report, encoding="utf-8")
+    print(f"done in {time.perf_counter() - started:.0f} s; wrote {out}", file=sys.stderr)
+
+
 def selected(only: str | None) -> list[str]:
     names = {suites.LETTERS.get(t.strip(), t.strip()) for t in (only or "").split(",") if t.strip()}
     if unknown := names - set(suites.BUILDERS):
@@ -375,10 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for result in results.values():
         lines += suite_table(result)
     lines += summary(results, planning)
-    report = "\n".join(lines) + "\n"
-    sys.stdout.write(report)
-    args.out.write_text(report, encoding="utf-8")
-    print(f"done in {time.perf_counter() - started:.0f} s; wrote {args.out}", file=sys.stderr)
+    publish(lines, args.out, started)
     return 0
 
 

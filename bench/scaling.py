@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import suites
-from .run import STARTUP, BenchError, SuiteResult, bench_suite, header
+from .run import STARTUP, BenchError, SuiteResult, bench_suite, header, publish
 
 
 def parse_workers(raw: str) -> list[int]:
@@ -86,10 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     top = header(rounds, quick=False, contenders=base.contenders, exception=" per -n")
-    report = "\n".join([*top, *curve_table(results)]) + "\n"
-    sys.stdout.write(report)
-    args.out.write_text(report, encoding="utf-8")
-    print(f"done in {time.perf_counter() - started:.0f} s; wrote {args.out}", file=sys.stderr)
+    publish([*top, *curve_table(results)], args.out, started)
     return 0
 
 
