@@ -161,6 +161,19 @@ def parse_declaration(decl: Declaration, rootdir: str, capacity: Mapping[str, in
     return TestClaims(tuple(sorted(kept)), tuple(sorted(counted)), decl.serial)
 
 
+def declared_names(test: TestClaims) -> list[str]:
+    """What a test holds, as a user reads it: ``db``, ``dir:/srv (shared)``, ``gpu (counted)``."""
+    names = []
+    for claim in test.claims:
+        prefix = "" if claim.kind == "name" else f"{claim.kind}:"
+        shared = " (shared)" if claim.mode == "shared" else ""
+        names.append(f"{prefix}{claim.key}{shared}")
+    names.extend(f"{name} (counted)" for name in test.counted)
+    if test.serial:
+        names.append("serial")
+    return names
+
+
 def unused_capacity(capacity: Mapping[str, int], claims: Iterable[TestClaims]) -> list[str]:
     """Counted names no test declares: usually a typo in the ini or in a marker."""
     used = {name for test in claims for name in test.counted}

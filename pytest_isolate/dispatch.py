@@ -170,6 +170,15 @@ class Dispatcher:
         for slot, queue in enumerate(plan.queues):
             for unit in queue:
                 self._enqueue(slot, unit, front=False)
+        # Planned queues no worker has taken yet: workers join as they finish starting, in
+        # no fixed order. The first to join takes queue 0 (serial units, then the longest),
+        # the next queue 1, and so on, so the last to start gets the shortest, most
+        # divisible work. Until its worker comes (or never will: abandon), nobody steals
+        # from such a queue: a worker that has run out of its own work would take the unit
+        # as the test parked behind its running one (the worker protocol commits it), and
+        # the worker that joins a moment later would find nothing to do.
+        self._untaken: set[int] = set(range(len(plan.queues)))
+        self._rank: list[int] = list(range(len(plan.queues)))  # the plan's index of a queue
         self._workers: dict[str, _Worker] = {}
         self._by_slot: list[_Worker] = []
         self._holders: dict[str, int] = {name: 0 for name in capacity}
@@ -189,10 +198,30 @@ class Dispatcher:
         while slot >= len(self._queues):
             self._queues.append(deque())
             self._queue_load.append(0.0)
+        if slot in self._untaken:
+            self._swap_queues(slot, min(self._untaken, key=self._rank.__getitem__))
+            self._untaken.remove(slot)
         self._workers[name] = _Worker(name, slot)
         self._by_slot = sorted(self._workers.values(), key=lambda w: w.slot)
         self._unsatisfy()
         return slot
+
+    def abandon(self, slot: int) -> None:
+        """No worker is coming for ``slot`` (it failed to start): others may steal from it."""
+        self._untaken.discard(slot)
+        self._unsatisfy()
+
+    def _swap_queues(self, slot: int, other: int) -> None:
+        """Exchange two planned queues, so ``slot`` takes ``other``'s, and the other way."""
+        if slot == other:
+            return
+        queues, loads, rank = self._queues, self._queue_load, self._rank
+        queues[slot], queues[other] = queues[other], queues[slot]
+        loads[slot], loads[other] = loads[other], loads[slot]
+        rank[slot], rank[other] = rank[other], rank[slot]
+        for new_slot in (slot, other):
+            for unit in queues[new_slot]:
+                self._queued[unit] = (new_slot, self._queued[unit][1])
 
     def complete(self, name: str, test: int, duration: float | None = None) -> None:
         worker = self._workers[name]
@@ -512,7 +541,11 @@ class Dispatcher:
     def _steal(self, worker: _Worker, ready_only: bool) -> int | None:
         """Take from the back (the shortest units) of the queue with the most planned work."""
         by_load = sorted(
-            (slot for slot in range(len(self._queues)) if slot != worker.slot),
+            (
+                slot
+                for slot in range(len(self._queues))
+                if slot != worker.slot and slot not in self._untaken
+            ),
             key=lambda slot: (-self._queue_load[slot], slot),
         )
         for slot in by_load:

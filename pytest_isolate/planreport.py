@@ -8,21 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .claims import TestClaims
+from .claims import TestClaims, declared_names
 from .plan import Plan
 
 
 def _describe(claims: Sequence[TestClaims], unit_tests: Sequence[int]) -> str:
-    names: set[str] = set()
-    for index in unit_tests:
-        test = claims[index]
-        for claim in test.claims:
-            prefix = "" if claim.kind == "name" else f"{claim.kind}:"
-            shared = " (shared)" if claim.mode == "shared" else ""
-            names.add(f"{prefix}{claim.key}{shared}")
-        names.update(f"{name} (counted)" for name in test.counted)
-        if test.serial:
-            names.add("serial")
+    names = {name for index in unit_tests for name in declared_names(claims[index])}
     return ", ".join(sorted(names)) or "free"
 
 

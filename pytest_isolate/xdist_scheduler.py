@@ -2,7 +2,9 @@
 decide and carries out its decisions.
 
 It holds no policy: it maps xdist's nodes to worker names, gathers each worker's claims from
-its channel, builds the plan once every initial worker has collected, and turns
+its channel, builds the plan as soon as the first worker has collected (that worker starts
+while the others are still starting; each joins the run once its own collection matches the
+first), and turns
 :class:`~pytest_isolate.dispatch.Send`/:class:`~pytest_isolate.dispatch.Shutdown` actions into
 ``send_runtest_some``/``shutdown`` calls.
 """
@@ -21,7 +23,7 @@ except ImportError:  # pytest-xdist < 3.7
     from xdist.workermanage import parse_spec_config as parse_tx_spec_config
 
 from . import transport, wire
-from .claims import TestClaims
+from .claims import TestClaims, declared_names
 from .dispatch import MAX_DEPTH, Action, Dispatcher, Send
 from .plan import module_of, plan_collection
 
@@ -47,9 +49,11 @@ class IsolateScheduling:
         # Short queues keep -x/--maxfail prompt (xdist #420); else the dispatcher's default.
         self._max_depth = 2 if config.getoption("maxfail", 0) else MAX_DEPTH
         self._nodes: list[WorkerController] = []
-        self._collections: dict[WorkerController, list[str]] = {}
-        self._claims: dict[WorkerController, list[TestClaims]] = {}
+        # The first worker to collect, its collection and its claims: what the plan follows.
+        self._first: WorkerController | None = None
         self._collection: list[str] | None = None
+        self._declared: list[TestClaims] = []
+        self._joined: set[str] = set()  # workers the dispatcher knows
         self._dispatcher: Dispatcher | None = None
         self._aborted = False
 
@@ -61,8 +65,11 @@ class IsolateScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
-        # Once planned, stays true: finished workers leave, replacements collect later.
-        return self._dispatcher is not None or len(self._collections) >= self._numnodes
+        # True from the first collection on: xdist then calls schedule() after each worker's
+        # collection, and the run starts on one worker instead of waiting for the last to
+        # start (xdist starts workers one after another; on a busy machine they finish
+        # collecting tenths of a second apart, on a 16-core one later still).
+        return self._collection is not None or self._aborted
 
     @property
     def tests_finished(self) -> bool:
@@ -81,20 +88,31 @@ class IsolateScheduling:
         self._nodes.append(node)
 
     def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
-        self._collections[node] = list(collection)
         message = self._inbox.wait(node.gateway.id, "claims")
-        self._claims[node] = wire.decode(message)
+        claims = wire.decode(message)
         if wire.malformed(message):
             # The worker reported them as collection errors; as in-process, nothing runs.
             self._stop_run(f"{wire.malformed(message)} error(s) during collection")
-        if self._collection is not None and (
-            self._collections[node] != self._collection
-            or self._claims[node] != self._claims[self._nodes[0]]
-        ):
-            self._abort(f"{node.gateway.id} collected different tests or declarations")
-        if self._dispatcher is not None:
-            # A replacement for a crashed worker: it gets work once its collection matches.
-            self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
+        if self._aborted:
+            return
+        if self._first is None:
+            self._first, self._collection, self._declared = node, list(collection), claims
+            return  # schedule() plans from it
+        assert self._collection is not None
+        difference = _difference(
+            self._first.gateway.id,
+            node.gateway.id,
+            self._collection,
+            collection,
+            self._declared,
+            claims,
+        )
+        if difference:
+            self._reject(node, difference)
+        elif self._dispatcher is not None:
+            # A worker that started later, or a replacement for a crashed one: it gets work
+            # once its collection matches the plan's.
+            self._join(node)
 
     def mark_test_complete(
         self, node: WorkerController, item_index: int, duration: float = 0
@@ -116,10 +134,17 @@ class IsolateScheduling:
 
     def remove_node(self, node: WorkerController) -> str | None:
         self._nodes.remove(node)
-        collected = self._collections.pop(node, None) is not None
-        if self._dispatcher is None or self._collection is None or not collected:
-            # A replacement shut down before its collection came: the dispatcher never knew it.
+        if node.gateway.id not in self._joined:
+            # Gone before it joined the run (before its collection came, or with a
+            # collection that did not match): the dispatcher never knew it, but kept its
+            # planned work for it.
+            slot = _slot_of(node)
+            if self._dispatcher is not None and slot is not None:
+                self._dispatcher.abandon(slot)
+                self._dispatch()
             return None
+        assert self._dispatcher is not None and self._collection is not None
+        self._joined.discard(node.gateway.id)
         crashed = self._dispatcher.remove_worker(node.gateway.id)
         self._dispatch()
         return None if crashed is None else self._collection[crashed]
@@ -130,19 +155,17 @@ class IsolateScheduling:
             return
         if self._dispatcher is None:
             self._start()
-        assert self._dispatcher is not None
         self._dispatch()
 
     # -- helpers -------------------------------------------------------------------------
 
     def _start(self) -> None:
-        first = self._nodes[0]
-        collection, claims = self._collections[first], self._claims[first]
-        for node in self._nodes[1:]:
-            if self._collections[node] != collection or self._claims[node] != claims:
-                self._abort(f"{node.gateway.id} collected different tests or declarations")
-        self._collection = collection
-        planned = plan_collection(collection, claims, self._recorded, len(self._nodes))
+        assert self._first is not None and self._collection is not None
+        collection, claims = self._collection, self._declared
+        # Planned for every worker of the run: those still starting have their queues ready,
+        # and until they come the started ones take from them only once they run dry.
+        workers = max(self._numnodes, len(self._nodes))
+        planned = plan_collection(collection, claims, self._recorded, workers)
         self._dispatcher = Dispatcher(
             planned.plan,
             claims,
@@ -152,9 +175,14 @@ class IsolateScheduling:
             guessed=[i for i, nodeid in enumerate(collection) if nodeid not in self._recorded],
             modules=[module_of(nodeid) for nodeid in collection],
         )
-        for node in self._nodes:
-            self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
-        self.log(f"planned {len(planned.plan.units)} units on {len(self._nodes)} workers")
+        self.log(f"planned {len(planned.plan.units)} units for {workers} workers")
+        self._join(self._first)
+        _quiet_status_rewrites(self._config)
+
+    def _join(self, node: WorkerController) -> None:
+        assert self._dispatcher is not None
+        self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
+        self._joined.add(node.gateway.id)
 
     def never_ran(self) -> list[str]:
         """Node ids of the tests this run never finished (workers gone, restarts used up)."""
@@ -168,16 +196,22 @@ class IsolateScheduling:
         if dsession is not None and not dsession.shouldstop:
             dsession.shouldstop = reason
 
-    def _abort(self, reason: str) -> None:
+    def _reject(self, node: WorkerController, difference: str) -> None:
         # Workers must collect identically (randomized or time-dependent parametrization
-        # breaks that); running a plan built on one worker's view would be wrong, so stop.
+        # breaks that); a plan built on one worker's view is wrong for another, so nothing
+        # more is sent. What is already running finishes; the run ends with this error, as
+        # xdist's own schedulers report it.
         self._aborted = True
-        for node in self._nodes:
-            node.shutdown()
-        raise RuntimeError(f"pytest-isolate: {reason}; cannot schedule this run")
+        self.log(difference)
+        report = pytest.CollectReport(
+            nodeid=node.gateway.id, outcome="failed", longrepr=difference, result=[]
+        )
+        self._config.hook.pytest_collectreport(report=report)
 
     def _dispatch(self) -> None:
         assert self._dispatcher is not None
+        if self._aborted:
+            return  # what is queued runs; nothing more is sent
         for node in self._nodes:
             # xdist shuts every node down itself when restarts run out or the run stops
             # (-x): a test sent after that would never run, and come back as a "crash".
@@ -197,6 +231,50 @@ class IsolateScheduling:
                 node.shutdown()
 
 
+def _listed(test: TestClaims) -> str:
+    return ", ".join(declared_names(test)) or "nothing"
+
+
+def _quiet_status_rewrites(config: pytest.Config) -> None:
+    """Stop xdist rewriting its worker status line in place on a terminal.
+
+    It rewrites that line each time a worker collects; tests already report their progress
+    on it once the run has started, so a later worker's collection would overwrite it.
+    Written as to a pipe, the status appears once, on a line of its own.
+    """
+    dsession = config.pluginmanager.get_plugin("dsession")
+    status = getattr(dsession, "trdist", None)
+    if status is not None and hasattr(status, "_isatty"):
+        status._isatty = False
+
+
 def _slot_of(node: WorkerController) -> int | None:
     slot = node.workerinput.get("isolate_slot")
     return slot if isinstance(slot, int) else None
+
+
+def _difference(
+    first: str,
+    other: str,
+    collection: Sequence[str],
+    other_collection: Sequence[str],
+    claims: Sequence[TestClaims],
+    other_claims: Sequence[TestClaims],
+) -> str:
+    """What ``other`` collected differently from ``first``, for the user; empty if nothing."""
+    if list(collection) != list(other_collection):
+        import difflib  # only on this error
+
+        lines = difflib.unified_diff(collection, other_collection, first, other, lineterm="")
+        return (
+            f"pytest-isolate: {other} collected different tests than {first}, so the plan "
+            "made from one does not fit the other (randomized or time-dependent "
+            "parametrization?). The difference:\n" + "\n".join(lines)
+        )
+    for nodeid, mine, theirs in zip(collection, claims, other_claims, strict=True):
+        if mine != theirs:
+            return (
+                f"pytest-isolate: {other} read different declarations than {first} for "
+                f"{nodeid}: {_listed(theirs)} on {other}, {_listed(mine)} on {first}"
+            )
+    return ""

@@ -151,6 +151,75 @@ def test_wrong():
     assert os.path.exists(pytester.path / "test_bad.py")
 
 
+#: gw1 collects once gw0 has run a test, so that gw0's collection is the plan's.
+LATE_GW1 = """
+import os, pathlib, time
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1":
+        ran = pathlib.Path(str(session.config.rootpath)) / "ran"
+        deadline = time.monotonic() + 30
+        while not ran.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def on_gw1():
+    return os.environ.get("PYTEST_XDIST_WORKER") == "gw1"
+
+CHANGE
+"""
+
+ONE_AT_A_TIME = """
+import time
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_a(request, i):
+    (request.config.rootpath / "ran").touch()
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            "def pytest_collection_modifyitems(items):\n    if on_gw1():\n        del items[-1]",
+            [
+                "*gw1 collected different tests than gw0*randomized or time-dependent*",
+                "-test_a.py::test_a[[]5[]]",
+            ],
+        ),
+        (
+            "def pytest_itemcollected(item):\n"
+            '    if on_gw1() and item.name == "test_a[2]":\n'
+            '        item.add_marker(pytest.mark.resource("db"))',
+            [
+                "*gw1 read different declarations than gw0 for test_a.py::test_a[[]2[]]: "
+                "db on gw1, nothing on gw0",
+            ],
+        ),
+    ],
+    ids=["tests", "declarations"],
+)
+def test_workers_that_collect_differently_are_a_collection_error_naming_them(
+    pytester: pytest.Pytester, change: str, expected: list[str]
+) -> None:
+    # The run started on gw0 before gw1 collected: what gw0 ran is reported, gw1 gets
+    # nothing, and the run fails with the difference (as xdist's own schedulers do).
+    pytester.makeconftest(LATE_GW1.replace("CHANGE", change))
+    pytester.makepyfile(test_a=ONE_AT_A_TIME)
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*ERROR collecting gw1*", *expected])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    outcomes = result.parseoutcomes()
+    assert outcomes["errors"] == 1 and outcomes["passed"] >= 1
+    assert "failed" not in outcomes
+
+
 SLOW = """
 import os, time, pytest
 

@@ -96,6 +96,55 @@ def test_cfg_writer():
     assert len(run.workers_of("test_cfg_")) == 1
 
 
+#: Holds gw1's collection until a test has run (and written ``ran``), for at most 30 s.
+HOLD_GW1 = """
+
+import pathlib as _pathlib
+import time as _time
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):
+    if os.environ.get("PYTEST_XDIST_WORKER") != "gw1":
+        return
+    ran = _pathlib.Path(str(session.config.rootpath)) / "ran"
+    deadline = _time.monotonic() + 30
+    while not ran.exists() and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    held = "until a test ran" if ran.exists() else "30 s, and no test ran meanwhile"
+    (ran.parent / "gw1-held").write_text(held)
+"""
+
+
+def test_the_run_starts_before_the_last_worker_has_collected(checked: Checked) -> None:
+    # Scheduling only once every worker has collected would leave gw0 idle for as long as
+    # gw1 is held: here 30 s, after which gw1-held says so.
+    conftest = checked.pytester.path / "conftest.py"
+    conftest.write_text(conftest.read_text() + HOLD_GW1)
+    checked.pytester.makepyfile(
+        test_early=SLEEP
+        + """
+import pathlib
+import pytest
+
+@pytest.mark.resource("db")
+@pytest.mark.parametrize("i", range(3))
+def test_db(request, i):
+    (request.config.rootpath / "ran").touch()
+    nap()
+
+@pytest.mark.parametrize("i", range(4))
+def test_free(i):
+    nap()
+"""
+    )
+    run = checked.run("-n", "2")
+    assert_clean(run, 7)
+    assert (checked.pytester.path / "gw1-held").read_text() == "until a test ran"
+    # gw1's planned share waited for it rather than queue up behind gw0's tests.
+    assert run.workers_of("test_db[") == {"gw0"}
+    assert "gw1" in run.workers_of("test_free[")
+
+
 def test_nested_dirs_conflict_siblings_do_not(checked: Checked) -> None:
     checked.pytester.makepyfile(
         test_dirs=SLEEP

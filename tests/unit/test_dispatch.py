@@ -56,6 +56,9 @@ class Violation(AssertionError):
     pass
 
 
+JOIN = -1  # an event's "test" when the event is a worker joining
+
+
 def simulate(
     claims: list[TestClaims],
     durations: list[float],
@@ -68,12 +71,14 @@ def simulate(
     buffer_seconds: float = BUFFER_SECONDS,
     nodeids: list[str] | None = None,
     guessed: bool = False,
+    joins: list[float] | None = None,
 ) -> Run:
     """Run the dispatcher against simulated xdist workers; raise Violation on any fault.
 
     ``crash_at``: the worker running the test with this start number dies mid-test and is
     replaced by a new worker, as xdist does. ``nodeids``: free tests of one module are
-    chunked together as plan_collection does.
+    chunked together as plan_collection does. ``joins``: when each worker (by slot) has
+    collected and joins the run; by default all at 0.
     """
     capacity = capacity or {}
     estimates = estimates or durations
@@ -93,16 +98,17 @@ def simulate(
         clock=lambda: now,
         modules=[module_of(nodeid) for nodeid in nodeids] if nodeids else (),
     )
-    names = itertools.count()
+    names = itertools.count(workers)
     sims: dict[str, SimWorker] = {}
-    for _ in range(workers):
-        name = f"gw{next(names)}"
-        sims[name] = SimWorker(name)
-        dispatcher.add_worker(name)
-
     now = 0.0
-    events: list[tuple[float, int, str, int]] = []
+    events: list[tuple[float, int, str, int]] = []  # (time, seq, worker, test or JOIN)
     sequence = itertools.count()
+    for slot, when in enumerate(joins or [0.0] * workers):
+        if when == 0.0:
+            sims[f"gw{slot}"] = SimWorker(f"gw{slot}")
+            dispatcher.add_worker(f"gw{slot}", slot)
+        else:
+            heapq.heappush(events, (when, next(sequence), f"gw{slot}", JOIN))
     started: list[tuple[float, str, int]] = []
     running: dict[str, int] = {}
     crashed: list[int] = []
@@ -147,17 +153,23 @@ def simulate(
         if not events:
             break
         now, _, name, test = heapq.heappop(events)
+        if test == JOIN:
+            sims[name] = SimWorker(name)
+            dispatcher.add_worker(name, int(name[2:]))
+            apply(dispatcher.dispatch())
+            continue
         del running[name]
         sims[name].queue.popleft()
         if crash_at is not None and len(started) > crash_at and started[crash_at][2] == test:
             crash_at = None
+            slot = dispatcher.slot_of(name)
             lost = dispatcher.remove_worker(name)
             assert lost == test, (lost, test)
             crashed.append(test)
             del sims[name]
             replacement = f"gw{next(names)}"
             sims[replacement] = SimWorker(replacement)
-            dispatcher.add_worker(replacement)
+            dispatcher.add_worker(replacement, slot)
         else:
             assert test not in completed, f"test {test} ran twice"
             completed.add(test)
@@ -448,6 +460,45 @@ def test_a_module_shows_a_setup_cost_when_one_test_stands_out() -> None:
     assert setup_free_modules(["f.py"] * 4, [3.1, 0.1, 3.1, 0.1], ()) == frozenset()
 
 
+def test_the_run_starts_with_the_first_worker_to_join() -> None:
+    # A domain of four 1 s tests and sixteen free ones of 0.25 s on two workers; gw1 has
+    # collected first, gw0 joins a second later. gw1 takes the plan's first queue (the
+    # domain) at once, and the free tests' queue waits for gw0.
+    claims = [exclusive("db")] * 4 + [PLAIN] * 16
+    run = simulate(claims, [1.0] * 4 + [0.25] * 16, workers=2, joins=[1.0, 0.0])
+    assert run.started[0] == (0.0, "gw1", 0)
+    assert [t for _, w, t in run.started if w == "gw1"][:4] == [0, 1, 2, 3]
+    assert min(when for when, w, _ in run.started if w == "gw0") == 1.0
+    # Starting once both had joined would end at 1 + 4 s; 8 s of work from 0 s and 1 s.
+    assert run.makespan < 5.0
+
+
+def test_the_first_worker_to_join_runs_the_serial_tests() -> None:
+    claims = [PLAIN] * 4 + [TestClaims(serial=True)] + [PLAIN] * 4
+    run = simulate(claims, [1.0] * 9, workers=3, joins=[2.0, 1.0, 0.0])
+    assert run.started[0] == (0.0, "gw2", 4)
+
+
+def test_a_dry_worker_leaves_a_late_worker_its_planned_work() -> None:
+    # Two long tests, two workers, gw1 late: gw0 must not take gw1's test as the one parked
+    # behind its own (then gw1 would join to an empty run and gw0 run both, one after the
+    # other). Its test starts once gw1 joins and the shutdowns release both.
+    run = simulate([PLAIN, PLAIN], [3.0, 3.0], workers=2, joins=[0.0, 0.5])
+    assert sorted((w, when) for when, w, _ in run.started) == [("gw0", 0.5), ("gw1", 0.5)]
+    assert run.makespan == pytest.approx(3.5)
+
+
+def test_a_worker_that_never_comes_leaves_its_work_to_the_others() -> None:
+    claims = [PLAIN, PLAIN]
+    dispatcher = Dispatcher(
+        make_plan(make_units(build_domains(claims), claims, [3.0] * 2), 2), claims, [3.0] * 2, {}
+    )
+    dispatcher.add_worker("gw0", 0)
+    assert dispatcher.dispatch() == [Send("gw0", (0,))]  # parked: nothing behind it yet
+    dispatcher.abandon(1)  # gw1 failed to start
+    assert dispatcher.dispatch() == [Send("gw0", (1,)), Shutdown("gw0")]
+
+
 def test_a_worker_xdist_shut_down_gets_nothing_more() -> None:
     # Restarts used up, or -x: xdist shuts the workers down itself. A test sent after that
     # would never run, and would come back as the worker's "crash" when it finishes.
@@ -529,6 +580,8 @@ suites_with_estimates = st.lists(
     depth=st.sampled_from([2, 16]),
     modules=st.sampled_from([0, 1, 3]),  # 0: no chunks of neighbours
     guessed=st.booleans(),  # no history: dry workers split chunks
+    stagger=st.sampled_from([0.0, 0.3, 2.0]),  # workers join this far apart,
+    backwards=st.booleans(),  # the last slot first, or the first
 )
 def test_no_conflict_ever_overlaps_and_every_test_runs_once(
     suite: list[tuple[TestClaims, float, float]],
@@ -537,6 +590,8 @@ def test_no_conflict_ever_overlaps_and_every_test_runs_once(
     depth: int,
     modules: int,
     guessed: bool,
+    stagger: float,
+    backwards: bool,
 ) -> None:
     claims = [c for c, _, _ in suite]
     durations = [d for _, d, _ in suite]
@@ -556,7 +611,13 @@ def test_no_conflict_ever_overlaps_and_every_test_runs_once(
         max_depth=depth,
         nodeids=nodeids,
         guessed=guessed,
+        joins=_joins(workers, stagger, backwards),
     )
+
+
+def _joins(workers: int, stagger: float, backwards: bool) -> list[float]:
+    order = range(workers - 1, -1, -1) if backwards else range(workers)
+    return [stagger * position for position in order]
 
 
 @settings(max_examples=100, deadline=None)
