@@ -492,15 +492,13 @@ class IsolateState:
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
         # Validation first, so -k/-m deselection cannot hide a malformed declaration.
-        errors = markers.malformed(items, self.capacity)
-        self.malformed = len(errors)
-        if errors:
-            bad = {report.nodeid for report in errors}
-            items[:] = [item for item in items if item.nodeid not in bad]
-            for report in errors:
-                config.hook.pytest_collectreport(report=report)
+        self.malformed = 0
+        self._drop_malformed(config, items)
         collected = {item: rank for rank, item in enumerate(items)}
         result = yield
+        # Then again: other plugins and conftests may have added marks (item.add_marker in
+        # their pytest_collection_modifyitems); what runs is what was declared at the end.
+        self._drop_malformed(config, items)
         if _randomly_shuffles(config) and items:
             # This wrapper is outermost: ``collected`` is the order before the shuffle.
             domains = build_domains([self._claims(item) for item in items])
@@ -510,6 +508,15 @@ class IsolateState:
         if config.getoption("isolate_shard") and items:
             self._keep_shard(config, items)
         return result
+
+    def _drop_malformed(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        errors = markers.malformed(items, self.capacity)
+        if errors:
+            self.malformed += len(errors)
+            bad = {report.nodeid for report in errors}
+            items[:] = [item for item in items if item.nodeid not in bad]
+            for report in errors:
+                config.hook.pytest_collectreport(report=report)
 
     def _keep_shard(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         from .plan import estimate_durations

@@ -151,6 +151,28 @@ def test_wrong():
     assert os.path.exists(pytester.path / "test_bad.py")
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
+def test_a_malformed_mark_added_at_collection_is_a_collection_error_naming_the_test(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    pytester.makeconftest(
+        """
+import pytest
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.name == "test_wrong":
+            item.add_marker(pytest.mark.resource("db", mode="sometimes"))
+"""
+    )
+    pytester.makepyfile(test_late="def test_fine():\n    pass\n\ndef test_wrong():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "isolate", *workers)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    (line,) = [line for line in result.stdout.lines if line.startswith("test_late.py::test_wrong")]
+    assert "mode='sometimes' is unknown" in line
+    assert " passed" not in result.stdout.str()
+
+
 #: gw1 collects once gw0 has run a test, so that gw0's collection is the plan's.
 LATE_GW1 = """
 import os, pathlib, time

@@ -96,6 +96,45 @@ def test_cfg_writer():
     assert len(run.workers_of("test_cfg_")) == 1
 
 
+def test_marks_a_conftest_adds_at_collection_are_declarations(checked: Checked) -> None:
+    # A common way to declare a resource for many tests at once: by fixture, in a conftest's
+    # pytest_collection_modifyitems. The plugin reads marks before that hook (so -k/-m
+    # cannot hide a malformed one) and again after it.
+    conftest = checked.pytester.path / "conftest.py"
+    conftest.write_text(
+        conftest.read_text()
+        + """
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "database" in item.fixturenames:
+            item.add_marker(pytest.mark.resource("db"))
+"""
+    )
+    checked.pytester.makepyfile(
+        test_by_fixture=SLEEP
+        + """
+import pytest
+
+@pytest.fixture
+def database():
+    return "db"
+
+@pytest.mark.parametrize("i", range(4))
+def test_uses_db(database, i):
+    nap()
+
+@pytest.mark.parametrize("i", range(4))
+def test_free(i):
+    nap()
+"""
+    )
+    run = checked.run("-n", "2")
+    assert_clean(run, 8)
+    assert len(run.workers_of("test_uses_db[")) == 1
+    assert run.max_concurrency("test_uses_db[") == 1
+
+
 #: Holds gw1's collection until a test has run (and written ``ran``), for at most 30 s.
 HOLD_GW1 = """
 
