@@ -298,8 +298,13 @@ class Dispatcher:
             self._queued[unit] = (slot, estimate + self._estimates[test])
             self._queue_load[slot] += self._estimates[test]
         elif not any(unit in worker.bound for worker in self._workers.values()):
+            # An orphan slot, which the others steal from; not one whose worker is still to
+            # come (nobody steals from that), else a live worker's own.
             live = {worker.slot for worker in self._workers.values()}
-            slot = next((s for s in range(len(self._queues)) if s not in live), 0)
+            slot = next(
+                (s for s in range(len(self._queues)) if s not in live and s not in self._untaken),
+                min(live, default=0),
+            )
             self._enqueue(slot, unit, front=True)
 
     # -- state ---------------------------------------------------------------------------

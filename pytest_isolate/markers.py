@@ -1,14 +1,15 @@
 """Markers: the declarations users write, read off pytest items.
 
-Input: a collected :class:`pytest.Item` (its own, class and module marks, via
-``iter_markers``). Output: :class:`~pytest_isolate.claims.TestClaims`, stored on the item.
-A malformed declaration becomes a failed collect report naming the test and the fault
-(:func:`malformed`), so nothing runs.
+Input: a collected :class:`pytest.Item` (its own, class and module marks, closest first,
+as ``iter_markers`` gives them). Output: :class:`~pytest_isolate.claims.TestClaims`, stored
+on the item. A malformed declaration becomes a failed collect report naming the test and
+the fault (:func:`malformed`), so nothing runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -38,10 +39,10 @@ def register(config: pytest.Config) -> None:
 
 
 OURS = ("resource", "xdist_group", "serial", "isolate_timeout")
-MARKS_KEY = pytest.StashKey[dict[str, list[pytest.Mark]]]()
+MARKS_KEY = pytest.StashKey[Mapping[str, Sequence[pytest.Mark]]]()
 
 
-def marks_of(item: pytest.Item) -> dict[str, list[pytest.Mark]]:
+def marks_of(item: pytest.Item) -> Mapping[str, Sequence[pytest.Mark]]:
     """The item's marks this plugin reads, closest first (as read by :func:`read_marks`)."""
     marks = item.stash.get(MARKS_KEY, None)
     if marks is None:
@@ -63,18 +64,18 @@ def read_marks(items: Sequence[pytest.Item]) -> None:
         inherited = _chain(item.parent, chains) if item.parent is not None else ()
         own = [mark for mark in item.own_markers if mark.name in OURS]
         if not own and not inherited:
-            marks = _NONE
+            item.stash[MARKS_KEY] = _NONE
         else:
-            marks = {name: [] for name in OURS}
+            marks: dict[str, list[pytest.Mark]] = {name: [] for name in OURS}
             for mark in (*own, *inherited):
                 marks[mark.name].append(mark)
-        item.stash[MARKS_KEY] = marks
+            item.stash[MARKS_KEY] = marks
         if CLAIMS_KEY in item.stash:
             del item.stash[CLAIMS_KEY]
 
 
 #: The marks of an item that has none of ours: shared, never changed.
-_NONE: dict[str, list[pytest.Mark]] = {name: [] for name in OURS}
+_NONE: Mapping[str, Sequence[pytest.Mark]] = MappingProxyType({name: () for name in OURS})
 
 
 def _chain(node: Node, chains: dict[int, tuple[pytest.Mark, ...]]) -> tuple[pytest.Mark, ...]:

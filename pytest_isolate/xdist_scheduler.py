@@ -90,10 +90,20 @@ class IsolateScheduling:
     def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
         message = self._inbox.wait(node.gateway.id, "claims")
         claims = wire.decode(message)
-        if wire.malformed(message):
-            # The worker reported them as collection errors; as in-process, nothing runs.
-            self._stop_run(f"{wire.malformed(message)} error(s) during collection")
         if self._aborted:
+            return
+        if wire.malformed(message) and self._first is None:
+            # The worker reported them as collection errors; as in-process, nothing runs
+            # (nothing has started yet: this is the first collection).
+            self._stop_run(f"{wire.malformed(message)} error(s) during collection")
+            return
+        if wire.malformed(message):
+            assert self._first is not None
+            self._reject(
+                node,
+                f"pytest-isolate: {node.gateway.id} found {wire.malformed(message)} malformed "
+                f"declaration(s) where {self._first.gateway.id} found none",
+            )
             return
         if self._first is None:
             self._first, self._collection, self._declared = node, list(collection), claims
@@ -133,15 +143,16 @@ class IsolateScheduling:
         raise NotImplementedError("pytest-isolate never asks a worker to give tests back")
 
     def remove_node(self, node: WorkerController) -> str | None:
+        if node not in self._nodes:
+            # Died before it was ready: xdist expects a KeyError (as from its own schedulers).
+            self._abandon(node)
+            raise KeyError(node)
         self._nodes.remove(node)
         if node.gateway.id not in self._joined:
             # Gone before it joined the run (before its collection came, or with a
             # collection that did not match): the dispatcher never knew it, but kept its
             # planned work for it.
-            slot = _slot_of(node)
-            if self._dispatcher is not None and slot is not None:
-                self._dispatcher.abandon(slot)
-                self._dispatch()
+            self._abandon(node)
             return None
         assert self._dispatcher is not None and self._collection is not None
         self._joined.discard(node.gateway.id)
@@ -179,6 +190,12 @@ class IsolateScheduling:
         self._join(self._first)
         _quiet_status_rewrites(self._config)
 
+    def _abandon(self, node: WorkerController) -> None:
+        slot = _slot_of(node)
+        if self._dispatcher is not None and slot is not None:
+            self._dispatcher.abandon(slot)
+            self._dispatch()
+
     def _join(self, node: WorkerController) -> None:
         assert self._dispatcher is not None
         self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
@@ -198,15 +215,19 @@ class IsolateScheduling:
 
     def _reject(self, node: WorkerController, difference: str) -> None:
         # Workers must collect identically (randomized or time-dependent parametrization
-        # breaks that); a plan built on one worker's view is wrong for another, so nothing
-        # more is sent. What is already running finishes; the run ends with this error, as
-        # xdist's own schedulers report it.
-        self._aborted = True
+        # breaks that); a plan made from one worker's view is wrong for another. That worker
+        # is sent away as if it had never started: its planned work goes to the others, the
+        # run goes on to the end, and fails with this error, as xdist's schedulers report it.
+        # (Stopping every worker instead would release their parked tests unchecked.)
         self.log(difference)
         report = pytest.CollectReport(
             nodeid=node.gateway.id, outcome="failed", longrepr=difference, result=[]
         )
         self._config.hook.pytest_collectreport(report=report)
+        slot = _slot_of(node)
+        if self._dispatcher is not None and slot is not None:
+            self._dispatcher.abandon(slot)
+        node.shutdown()
 
     def _dispatch(self) -> None:
         assert self._dispatcher is not None

@@ -14,6 +14,8 @@ import pytest
 from pytest_isolate.leases import Leases, is_alive
 from tests.postgres import databases, postgres_url
 
+from .conftest import Checked
+
 HANGS = """
 import ctypes, os, subprocess, threading, time
 import pytest
@@ -193,9 +195,20 @@ def on_gw1():
 CHANGE
 """
 
-ONE_AT_A_TIME = """
+LIMITED = """
 import time
 import pytest
+
+@pytest.mark.resource("gpu")
+@pytest.mark.parametrize("i", range(3))
+def test_gpu(request, i):
+    (request.config.rootpath / "ran").touch()
+    time.sleep(0.2)
+
+@pytest.mark.serial
+def test_alone(request):
+    (request.config.rootpath / "ran").touch()
+    time.sleep(0.1)
 
 @pytest.mark.parametrize("i", range(6))
 def test_a(request, i):
@@ -227,19 +240,22 @@ def test_a(request, i):
     ids=["tests", "declarations"],
 )
 def test_workers_that_collect_differently_are_a_collection_error_naming_them(
-    pytester: pytest.Pytester, change: str, expected: list[str]
+    checked: Checked, change: str, expected: list[str]
 ) -> None:
-    # The run started on gw0 before gw1 collected: what gw0 ran is reported, gw1 gets
-    # nothing, and the run fails with the difference (as xdist's own schedulers do).
-    pytester.makeconftest(LATE_GW1.replace("CHANGE", change))
-    pytester.makepyfile(test_a=ONE_AT_A_TIME)
-    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2")
+    # The run started on gw0 before gw1 collected. gw1 is sent away as if it had never
+    # started; the others run every test, within capacity and serial (the overlap checker
+    # sees every moment), and the run fails with the difference, as xdist's schedulers do.
+    conftest = checked.pytester.path / "conftest.py"
+    conftest.write_text(conftest.read_text() + LATE_GW1.replace("CHANGE", change))
+    checked.pytester.makepyfile(test_a=LIMITED)
+    run = checked.run("-n", "3", "-o", "isolate_capacity=gpu:1")
+    result = run.result
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*ERROR collecting gw1*", *expected])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
-    outcomes = result.parseoutcomes()
-    assert outcomes["errors"] == 1 and outcomes["passed"] >= 1
-    assert "failed" not in outcomes
+    result.assert_outcomes(passed=10, errors=1)
+    assert run.violations == [], "\n".join(run.violations)
+    assert "gw1" not in run.workers_of("test_")
 
 
 SLOW = """

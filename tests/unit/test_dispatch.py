@@ -499,6 +499,36 @@ def test_a_worker_that_never_comes_leaves_its_work_to_the_others() -> None:
     assert dispatcher.dispatch() == [Send("gw0", (1,)), Shutdown("gw0")]
 
 
+def _four_on_two() -> Dispatcher:
+    # Four 1 s tests planned on two workers: 0 and 2 in queue 0, 1 and 3 in queue 1.
+    claims = [PLAIN] * 4
+    plan = make_plan(make_units(build_domains(claims), claims, [1.0] * 4), 2)
+    assert plan.queues == ((0, 2), (1, 3))
+    return Dispatcher(plan, claims, [1.0] * 4, {})
+
+
+def test_a_retried_test_does_not_wait_for_a_worker_still_to_come() -> None:
+    dispatcher = _four_on_two()
+    dispatcher.add_worker("gw0", 0)
+    assert dispatcher.dispatch() == [Send("gw0", (0, 2))]
+    dispatcher.complete("gw0", 0)
+    assert dispatcher.dispatch() == []  # queue 1 waits for gw1
+    dispatcher.retry(0)  # a rerun plugin asks for test 0 again
+    assert dispatcher.dispatch() == [Send("gw0", (0,))]
+
+
+def test_a_replacement_in_an_abandoned_slot_takes_what_is_left_of_its_queue() -> None:
+    dispatcher = _four_on_two()
+    dispatcher.add_worker("gw0", 0)
+    assert dispatcher.dispatch() == [Send("gw0", (0, 2))]
+    dispatcher.abandon(1)  # gw1 died before it collected
+    dispatcher.complete("gw0", 0)
+    assert dispatcher.dispatch() == [Send("gw0", (3,))]  # dry: steals from the back
+    dispatcher.add_worker("gw2", 1)  # xdist's replacement for gw1
+    # It takes the rest of the queue; nothing is left anywhere, so both are shut down.
+    assert dispatcher.dispatch() == [Send("gw2", (1,)), Shutdown("gw2"), Shutdown("gw0")]
+
+
 def test_a_worker_xdist_shut_down_gets_nothing_more() -> None:
     # Restarts used up, or -x: xdist shuts the workers down itself. A test sent after that
     # would never run, and would come back as the worker's "crash" when it finishes.
@@ -689,11 +719,24 @@ def test_skipping_satisfied_workers_changes_no_decision(
     suite=st.lists(st.tuples(test_claims, st.floats(0.1, 3.0)), min_size=2, max_size=20),
     workers=st.integers(2, 4),
     crash=st.integers(0, 5),
+    stagger=st.sampled_from([0.0, 0.3, 2.0]),
+    backwards=st.booleans(),
 )
 def test_a_crash_loses_only_the_running_test(
-    suite: list[tuple[TestClaims, float]], workers: int, crash: int
+    suite: list[tuple[TestClaims, float]],
+    workers: int,
+    crash: int,
+    stagger: float,
+    backwards: bool,
 ) -> None:
     claims = [c for c, _ in suite]
     durations = [d for _, d in suite]
-    run = simulate(claims, durations, workers, {"gpu": 1}, crash_at=min(crash, len(suite) - 1))
+    run = simulate(
+        claims,
+        durations,
+        workers,
+        {"gpu": 1},
+        crash_at=min(crash, len(suite) - 1),
+        joins=_joins(workers, stagger, backwards),
+    )
     assert len(run.crashed) == 1
