@@ -185,47 +185,63 @@ class Reporter:
 
     def rewrite_junitxml(self) -> None:
         """junitxml writes test cases as reports arrive; put them in output order."""
-        raw = self.config.getoption("xmlpath", None)
-        if not raw or not (self.positions or self.shard):
+        path = junit_file(self.config)
+        if path is None or not (self.positions or self.shard):
             return
-        from _pytest.junitxml import mangle_test_address
-
-        prefix = self.config.getoption("junitprefix", None)
-
-        def case(nodeid: str) -> tuple[str, str]:
-            names = mangle_test_address(nodeid)
-            return ".".join(([prefix] if prefix else []) + names[:-1]), names[-1]
-
+        case = junit_case(self.config)
         cases: dict[tuple[str, str], int] = {}
         for nodeid, position in self.positions.items():
             cases.setdefault(case(nodeid), position)
-        path = Path(self.config.invocation_params.dir) / raw
-        if path.exists():
-            text = reports.reorder_junit(path.read_text(encoding="utf-8"), cases)
-            if self.shard is not None:
-                k, n, order = self.shard
-                from . import merge  # only for a shard's files
+        text = reports.reorder_junit(path.read_text(encoding="utf-8"), cases)
+        if self.shard is not None:
+            k, n, order = self.shard
+            from . import merge  # only for a shard's files
 
-                text = merge.annotate_junit(text, k, n, [(i, *case(i)) for i in order])
-            path.write_text(text, encoding="utf-8")
+            text = merge.annotate_junit(text, k, n, [(i, *case(i)) for i in order])
+        path.write_text(text, encoding="utf-8")
 
     def rewrite_report_log(self) -> None:
-        raw = self.config.getoption("report_log", None)
-        if not raw or Path(raw).suffix in (".gz", ".bz2", ".xz"):
+        path = report_log_file(self.config)
+        if path is None or not (self.positions or self.shard):
             return
-        if not (self.positions or self.shard):
-            return
-        path = Path(raw)
-        if not path.is_absolute():
-            path = Path(self.config.invocation_params.dir) / path
-        if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            ordered = reports.reorder_report_log(lines, self.positions)
-            if self.shard is not None:
-                from . import merge
+        lines = path.read_text(encoding="utf-8").splitlines()
+        ordered = reports.reorder_report_log(lines, self.positions)
+        if self.shard is not None:
+            from . import merge
 
-                ordered = merge.annotate_report_log(ordered, *self.shard)
-            path.write_text("".join(line + "\n" for line in ordered), encoding="utf-8")
+            ordered = merge.annotate_report_log(ordered, *self.shard)
+        path.write_text("".join(line + "\n" for line in ordered), encoding="utf-8")
+
+
+def junit_file(config: pytest.Config) -> Path | None:
+    """The --junitxml file this run wrote, if any: rewritten after junitxml is done."""
+    raw = config.getoption("xmlpath", None)
+    if not raw:
+        return None
+    path = Path(config.invocation_params.dir) / raw
+    return path if path.exists() else None
+
+
+def report_log_file(config: pytest.Config) -> Path | None:
+    """The --report-log file this run wrote, if any and not compressed."""
+    raw = config.getoption("report_log", None)
+    if not raw or Path(raw).suffix in (".gz", ".bz2", ".xz"):
+        return None
+    path = Path(config.invocation_params.dir) / raw
+    return path if path.exists() else None
+
+
+def junit_case(config: pytest.Config) -> Callable[[str], tuple[str, str]]:
+    """Node id -> (classname, name) of its junit test case, as junitxml names it."""
+    from _pytest.junitxml import mangle_test_address
+
+    prefix = config.getoption("junitprefix", None)
+
+    def case(nodeid: str) -> tuple[str, str]:
+        names = mangle_test_address(nodeid)
+        return ".".join(([prefix] if prefix else []) + names[:-1]), names[-1]
+
+    return case
 
 
 def _outcome(report: pytest.TestReport, previous: str) -> str:

@@ -32,7 +32,7 @@ import pytest
 from . import diagnosis
 from .crashes import NEVER_RAN
 from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
-from .reporter import Reporter
+from .reporter import Reporter, junit_case, junit_file, report_log_file
 from .timeouts import GRACE_SECONDS
 from .transport import is_local
 
@@ -252,31 +252,20 @@ class RerunAlone:
             self._write_report_log()
 
     def _write_junit(self) -> None:
-        raw = self.config.getoption("xmlpath", None)
-        if not raw:
+        path = junit_file(self.config)
+        if path is None:
             return
-        path = Path(self.config.invocation_params.dir) / raw
-        if not path.exists():
-            return
-        from _pytest.junitxml import mangle_test_address
-
-        prefix = self.config.getoption("junitprefix", None)
-        by_case = {}
-        for nodeid, props in diagnosis.junit_properties(self.diagnoses).items():
-            names = mangle_test_address(nodeid)
-            classname = ".".join(([prefix] if prefix else []) + names[:-1])
-            by_case[(classname, names[-1])] = props
+        case = junit_case(self.config)
+        by_case = {
+            case(nodeid): props
+            for nodeid, props in diagnosis.junit_properties(self.diagnoses).items()
+        }
         text = diagnosis.add_junit_properties(path.read_text(encoding="utf-8"), by_case)
         path.write_text(text, encoding="utf-8")
 
     def _write_report_log(self) -> None:
-        raw = self.config.getoption("report_log", None)
-        if not raw or Path(raw).suffix in (".gz", ".bz2", ".xz"):
-            return
-        path = Path(raw)
-        if not path.is_absolute():
-            path = Path(self.config.invocation_params.dir) / path
-        if not path.exists():
+        path = report_log_file(self.config)
+        if path is None:
             return
         records = [json.dumps(diagnosis.report_log_record(d)) for d in self.diagnoses]
         lines = diagnosis.insert_records(path.read_text(encoding="utf-8").splitlines(), records)
