@@ -183,11 +183,13 @@ def test_rerunfailures_reruns_stay_in_the_domain_and_its_worker(
     assert run.violations == []  # no other "ledger" test overlapped any attempt
     ledger = [r for r in records(record_dir) if not str(r["test"]).startswith("free")]
     assert [r["test"] for r in ledger] == ["open", "flaky", "flaky", "crash", "crash", "close"]
-    # A failed attempt reruns on its worker; a crashed one on the replacement in its slot.
+    # A failed attempt reruns on its worker. A crashed one runs first on the worker that
+    # takes the domain over (the replacement in the crashed slot, or a worker gone idle
+    # meanwhile: since workers start at different moments, which one is a race), and the
+    # rest of the domain follows it there.
     before, after = ledger[:4], ledger[4:]
     assert len({r["pid"] for r in before}) == 1
     assert len({r["pid"] for r in after}) == 1 and after[0]["pid"] != before[0]["pid"]
-    assert len({r["slot"] for r in ledger}) == 1
 
 
 # -- pytest-timeout -----------------------------------------------------------------------
