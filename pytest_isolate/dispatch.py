@@ -297,7 +297,12 @@ class Dispatcher:
             slot, estimate = self._queued[unit]
             self._queued[unit] = (slot, estimate + self._estimates[test])
             self._queue_load[slot] += self._estimates[test]
-        elif not any(unit in worker.bound for worker in self._workers.values()):
+        elif holder := next((w for w in self._by_slot if self._holds(w, unit)), None):
+            # The rest of the unit went to that worker before the retry came (a worker gone
+            # dry took a crashed worker's domain): the test follows it there, never beside it.
+            if unit not in holder.bound:
+                holder.bound.append(unit)
+        else:
             # An orphan slot, which the others steal from; not one whose worker is still to
             # come (nobody steals from that), else a live worker's own.
             live = {worker.slot for worker in self._workers.values()}
@@ -306,6 +311,9 @@ class Dispatcher:
                 min(live, default=0),
             )
             self._enqueue(slot, unit, front=True)
+
+    def _holds(self, worker: _Worker, unit: int) -> bool:
+        return unit in worker.bound or any(self._unit_of[t] == unit for t in worker.pending)
 
     # -- state ---------------------------------------------------------------------------
 

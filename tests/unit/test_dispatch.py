@@ -517,6 +517,35 @@ def test_a_retried_test_does_not_wait_for_a_worker_still_to_come() -> None:
     assert dispatcher.dispatch() == [Send("gw0", (0,))]
 
 
+def test_a_retried_crash_follows_its_domain_to_the_worker_that_took_it_over() -> None:
+    # Domain g (tests 0, 1) planned for gw0, tests 2 and 4 for gw1, 3 and 5 for a worker
+    # still to come.
+    claims = [exclusive("g")] * 2 + [PLAIN] * 4
+    estimates = [1.0, 1.0, 0.5, 0.5, 0.4, 0.4]
+    plan = make_plan(make_units(build_domains(claims), claims, estimates), 3)
+    dispatcher = Dispatcher(plan, claims, estimates, {})
+    dispatcher.add_worker("gw0", 0)
+    dispatcher.add_worker("gw1", 1)
+    dispatcher.dispatch()
+    assert (dispatcher.pending_of("gw0"), dispatcher.pending_of("gw1")) == ((0, 1), (2, 4))
+    dispatcher.complete("gw1", 2)
+    assert dispatcher.dispatch() == []  # gw1 is dry; slot 2's queue waits for its worker
+    assert dispatcher.remove_worker("gw0") == 0  # gw0 crashed running test 0
+    # xdist asks at once, before the rerun plugin's retry comes: gw1 takes g's test 1.
+    assert dispatcher.dispatch() == [Send("gw1", (1,))]
+    dispatcher.retry(0)
+    dispatcher.add_worker("gw3", 0)  # gw0's replacement, in its slot
+    dispatcher.add_worker("gw2", 2)
+    sent: list[Send] = []
+    while not dispatcher.finished:  # each worker completes its head test, in turn
+        sent += [action for action in dispatcher.dispatch() if isinstance(action, Send)]
+        for name in ("gw1", "gw2", "gw3"):
+            if pending := dispatcher.pending_of(name):
+                dispatcher.complete(name, pending[0])
+    # Test 0 runs again on gw1, after g's test 1, never beside it on the replacement.
+    assert [test for action in sent if action.worker == "gw1" for test in action.tests] == [0]
+
+
 def test_a_replacement_in_an_abandoned_slot_takes_what_is_left_of_its_queue() -> None:
     dispatcher = _four_on_two()
     dispatcher.add_worker("gw0", 0)
