@@ -300,6 +300,7 @@ class Dispatcher:
         elif holder := next((w for w in self._by_slot if self._holds(w, unit)), None):
             # The rest of the unit went to that worker before the retry came (a worker gone
             # dry took a crashed worker's domain): the test follows it there, never beside it.
+            # (If that worker was shut down meanwhile, it comes back when the worker leaves.)
             if unit not in holder.bound:
                 holder.bound.append(unit)
         else:
@@ -311,6 +312,15 @@ class Dispatcher:
                 min(live, default=0),
             )
             self._enqueue(slot, unit, front=True)
+
+    def _coming_back(self) -> bool:
+        """A worker already shut down holds a unit with tests it will not be sent (a retried
+        crash that follows the rest of its domain there): they are queued again when that
+        worker leaves, for a worker still running to take."""
+        return any(
+            worker.shutdown and any(self._remaining[unit] for unit in worker.bound)
+            for worker in self._by_slot
+        )
 
     def _holds(self, worker: _Worker, unit: int) -> bool:
         return unit in worker.bound or any(self._unit_of[t] == unit for t in worker.pending)
@@ -371,7 +381,11 @@ class Dispatcher:
                 break
             test = self._pick(worker, steal)
             if test is None:
-                if not self._queued and self._chunk_to_split(worker) is None:
+                if (
+                    not self._queued
+                    and self._chunk_to_split(worker) is None
+                    and not self._coming_back()
+                ):
                     # Nothing is left anywhere: the shutdown lets the parked test run.
                     self._shutdown(worker, sent, actions)
                 break  # else it steals once it runs dry

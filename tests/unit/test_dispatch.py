@@ -546,6 +546,35 @@ def test_a_retried_crash_follows_its_domain_to_the_worker_that_took_it_over() ->
     assert [test for action in sent if action.worker == "gw1" for test in action.tests] == [0]
 
 
+def test_a_retried_crash_waits_for_a_shut_down_worker_holding_its_domain() -> None:
+    # Domain g: test 0 (also holding the one gpu) and test 1, on gw0. gw1's test 3 needs the
+    # gpu too, so it waits parked, and gw1 is not shut down. gw0 crashes running test 0:
+    # the gpu is free, gw1 takes g's test 1, and with nothing else left it is shut down.
+    gpu = TestClaims(exclusive("g").claims, counted=("gpu",))
+    claims = [gpu, exclusive("g"), PLAIN, TestClaims(counted=("gpu",))]
+    estimates = [1.0, 1.0, 0.5, 0.5]
+    plan = make_plan(make_units(build_domains(claims), claims, estimates), 2)
+    dispatcher = Dispatcher(plan, claims, estimates, {"gpu": 1})
+    dispatcher.add_worker("gw0", 0)
+    dispatcher.add_worker("gw1", 1)
+    dispatcher.dispatch()
+    assert (dispatcher.pending_of("gw0"), dispatcher.pending_of("gw1")) == ((0, 1), (2, 3))
+    dispatcher.complete("gw1", 2)
+    assert dispatcher.dispatch() == []
+    assert dispatcher.remove_worker("gw0") == 0
+    assert dispatcher.dispatch() == [Send("gw1", (1,)), Shutdown("gw1")]
+    dispatcher.retry(0)
+    dispatcher.add_worker("gw2", 0)  # gw0's replacement: test 0 must not run beside test 1
+    assert dispatcher.dispatch() == []  # nor may it be shut down: test 0 comes back
+    for test in (3, 1):
+        dispatcher.complete("gw1", test)
+        assert dispatcher.dispatch() == []
+    assert dispatcher.remove_worker("gw1") is None  # gw1 leaves, done
+    assert dispatcher.dispatch() == [Send("gw2", (0,)), Shutdown("gw2")]
+    dispatcher.complete("gw2", 0)
+    assert dispatcher.finished
+
+
 def test_a_replacement_in_an_abandoned_slot_takes_what_is_left_of_its_queue() -> None:
     dispatcher = _four_on_two()
     dispatcher.add_worker("gw0", 0)
