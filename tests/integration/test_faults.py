@@ -455,7 +455,8 @@ def test_a_replacement_still_collecting_when_the_run_ends_leaves_cleanly(
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     result.assert_outcomes(passed=7, failed=1)
     out = result.stdout.str()
-    assert "replacing crashed worker gw0" in out
+    # Either first worker may crash: the run starts on whichever collected first.
+    assert "replacing crashed worker gw0" in out or "replacing crashed worker gw1" in out
     assert "[gw2]" not in out, "the replacement ran tests: the race this test needs never came"
 
 
