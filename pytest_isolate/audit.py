@@ -334,6 +334,12 @@ class AuditPlugin:
             private = [factory.getbasetemp()]
             if self.provisioner.worker is not None:
                 private.append(self.provisioner.worker.tmp_path)
+            if not hasattr(self.config, "workerinput"):
+                # In-process, a TMPDIR the user set is left alone (SPEC): the temp dir the
+                # tests get from tempfile is theirs, as in a run without the plugin.
+                import tempfile
+
+                private.append(Path(tempfile.gettempdir()))
             # As given and with symlinks resolved: most writes match the first, cheaply.
             self._private = tuple(
                 dict.fromkeys([*map(str, private), *(_real(str(p)) for p in private)])

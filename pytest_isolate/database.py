@@ -89,10 +89,10 @@ def mask_url(url: str) -> str:
         return "<unparsable URL>"
 
 
-def parse_url(url: str) -> SplitResult:
+def parse_url(url: str, where: str = "--isolate-db-url") -> SplitResult:
     """Validate a PostgreSQL URL (``postgresql://`` or ``postgres://`` with a host, in the
-    netloc or as ``?host=``); return its parts. User, password, host, port and query are kept."""
-    where = "--isolate-db-url"
+    netloc or as ``?host=``); return its parts. User, password, host, port and query are kept.
+    ``where`` names the URL's source in messages."""
     if not url or not url.strip():
         raise DatabaseError(f"{where} is empty; expected postgresql://user@host:port/dbname")
     try:

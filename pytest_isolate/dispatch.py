@@ -17,6 +17,15 @@ over released tests:
 - a test holding a counted resource or ``serial`` is released only when it would start at
   once, so it never holds units or the barrier while it waits in a queue.
 
+Order: each worker runs its tests in collection order. Of its own work (its planned queue,
+the units bound to it) and the pool (units anyone may take, see :func:`~pytest_isolate.plan.
+make_plan`), it takes the one whose next test comes first, and only tests that come after
+everything it has been sent (its *mark*); a dry worker steals only such tests too. Exceptions,
+all rare: a test that waits on a counted resource or a ``serial`` barrier may be passed by
+later tests of its worker; the work of a worker that is gone (an orphan queue) may go to
+anyone; and a pooled unit that no running worker can take in order any more (every mark is
+past it) goes to the first worker that runs dry.
+
 A test is released by sending another test after it, or by a shutdown: both are checked.
 """
 
@@ -28,7 +37,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from .claims import TestClaims
-from .plan import Plan
+from .plan import Plan, setup_free_modules
 
 #: How many queued units of another worker's plan a dry worker looks through for one it can
 #: start now, before it takes the last one anyway.
@@ -63,9 +72,12 @@ Action = Send | Shutdown
 class _Worker:
     __slots__ = (
         "bound",
+        "cursor",
         "head",
+        "mark",
         "name",
         "pending",
+        "pooled",
         "released_estimate",
         "satisfied",
         "serial_pending",
@@ -88,6 +100,11 @@ class _Worker:
         # The test it is running now and since when (tests start when another is queued
         # behind them, or the shutdown): how long a test without history has run so far.
         self.head: tuple[int, float] | None = None
+        # The latest test in collection order sent to this process: it takes only later ones
+        # from other workers, so its tests run in collection order.
+        self.mark = -1
+        self.cursor = 0  # position in the pool before which nothing is for this worker
+        self.pooled = 0  # units it took from the pool
 
     @property
     def released(self) -> int:
@@ -128,6 +145,7 @@ class Dispatcher:
         # queue holds at most its share of them, so no worker idles while another has a
         # queue it cannot give away.
         self._unsent = sum(estimates[test] for unit in plan.units for test in unit.tests)
+        self._unsent_tests = sum(len(unit.tests) for unit in plan.units)
         self._charged: dict[int, float] = {}  # released test -> the estimate it was charged
         self._capacity = capacity
         self._any_serial = any(test_claims.serial for test_claims in claims)
@@ -178,6 +196,13 @@ class Dispatcher:
         # as the test parked behind its running one (the worker protocol commits it), and
         # the worker that joins a moment later would find nothing to do.
         self._untaken: set[int] = set(range(len(plan.queues)))
+        # The pool, in collection order, and which of its units were taken (plan.make_plan).
+        self._pool: list[int] = list(plan.pool)
+        self._pool_taken: set[int] = set()
+        self._pool_start = 0  # before it, every unit of the pool is taken
+        # Until every planned worker has joined, each takes at most its share of the pool:
+        # one that starts late still finds work, as the plan's queues wait for theirs.
+        self._pool_share = -(-len(self._pool) // max(1, len(plan.queues)))
         self._rank: list[int] = list(range(len(plan.queues)))  # the plan's index of a queue
         self._workers: dict[str, _Worker] = {}
         self._by_slot: list[_Worker] = []
@@ -256,6 +281,7 @@ class Dispatcher:
             self._unrelease(worker, test)
         requeue = [test for test in worker.pending if test != crashed]
         self._unsent += sum(self._estimates[test] for test in requeue)
+        self._unsent_tests += len(requeue)
         # In-flight tests go back in front of their units' unsent ones, in collection order,
         # and the units go to the front of the slot's queue for a replacement (or a thief).
         touched = dict.fromkeys(self._unit_of[test] for test in requeue)
@@ -293,6 +319,7 @@ class Dispatcher:
         self._done -= 1
         self._unsatisfy()
         self._unsent += self._estimates[test]
+        self._unsent_tests += 1
         if unit in self._queued:
             slot, estimate = self._queued[unit]
             self._queued[unit] = (slot, estimate + self._estimates[test])
@@ -351,6 +378,10 @@ class Dispatcher:
         """Top every worker up as far as the invariants allow."""
         actions: list[Action] = []
         workers = [worker for worker in self._by_slot if not worker.satisfied]
+        if self._pool_start < len(self._pool):
+            # Who has had least of the pool chooses first: a worker that joins late finds
+            # its share, not what the others left.
+            workers.sort(key=lambda worker: worker.pooled)
         # Every worker takes its own planned work before any worker may steal, so a worker
         # early in the loop cannot take what the plan gave a neighbour that has not started.
         for steal in (False, True):
@@ -369,6 +400,13 @@ class Dispatcher:
                 self._wants_more(worker) and self._can_release(parked, worker)
             ):
                 break
+            if parked is not None and not worker.released and self._others_cover(worker, parked):
+                # It must start its parked test, which may run long, and xdist starts a test
+                # only with another queued behind it: that one would wait behind it in turn.
+                # The other workers can each take one of what is left, so a shutdown starts
+                # it instead (at the end of a first run: long tests one per worker).
+                self._shutdown(worker, sent, actions)
+                break
             if (
                 parked is not None
                 and worker.released
@@ -382,7 +420,7 @@ class Dispatcher:
             test = self._pick(worker, steal)
             if test is None:
                 if (
-                    not self._queued
+                    not self._may_take_later(worker)
                     and self._chunk_to_split(worker) is None
                     and not self._coming_back()
                 ):
@@ -392,6 +430,16 @@ class Dispatcher:
             self._send(worker, test, sent)
         if sent:
             actions.append(Send(worker.name, tuple(sent)))
+
+    def _others_cover(self, worker: _Worker, parked: int) -> bool:
+        if parked not in self._guessed or not self._unsent_tests or self._untaken:
+            return False
+        if self._family[self._unit_of[parked]] in self._family_observed:
+            return False  # its family has run: the guess is a measurement, not a fear
+        if self._queues[worker.slot] or any(self._remaining[u] for u in worker.bound):
+            return False  # its own work (planned, or started) stays with it, in order
+        others = sum(1 for other in self._by_slot if other is not worker and not other.shutdown)
+        return self._unsent_tests <= others
 
     def _below_low_water(self, worker: _Worker) -> bool:
         # Refill in batches: once a worker of short tests has half its queue, leave it until
@@ -421,8 +469,10 @@ class Dispatcher:
         if parked is not None:
             self._release(worker, parked)
         worker.pending.append(test)
+        worker.mark = max(worker.mark, test)
         worker.serial_pending += self._claims[test].serial
         self._unsent -= self._estimates[test]
+        self._unsent_tests -= 1
         sent.append(test)
         self._note_head(worker)
 
@@ -519,21 +569,140 @@ class Dispatcher:
         worker topping up its queue does not take what the plan gave a busy neighbour.
         """
         dry = steal and worker.released == 0
-        yield self._first_ready(worker.bound, worker)
-        yield self._take_ready(worker.slot, worker, front=True)
+        yield self._next_own(worker, ready_only=True)
         if dry:
             yield self._steal(worker, ready_only=True)
-        yield worker.bound[0] if worker.bound else None
-        yield self._take_any(worker.slot, front=True)
+        yield self._next_own(worker, ready_only=False)
         if dry:
             yield self._steal(worker, ready_only=False)
             yield self._split(worker)
+            yield self._take_stranded(worker)
 
     def _ready(self, unit: int, worker: _Worker) -> bool:
         return self._can_release(self._remaining[unit][0], worker)
 
-    def _first_ready(self, units: Sequence[int], worker: _Worker) -> int | None:
-        return next((unit for unit in units if self._ready(unit, worker)), None)
+    def _next_own(self, worker: _Worker, ready_only: bool) -> int | None:
+        """Of the units bound to the worker (domains it has started), the first of its queue
+        and the pool's next for it, the one whose next test comes first in collection order.
+
+        With ``ready_only``, only units whose next test can start now: a test waiting on a
+        counted resource or barrier may be passed by a later one."""
+        key = self._next_test
+        bound = [u for u in worker.bound if not ready_only or self._ready(u, worker)]
+        best = min(bound, key=key, default=None)
+        queue = self._queues[worker.slot]
+        scan = min(_SCAN, len(queue)) if ready_only else min(1, len(queue))
+        position = next(
+            (p for p in range(scan) if not ready_only or self._ready(queue[p], worker)), None
+        )
+        queued = None if position is None else queue[position]
+        pooled = self._pool_next(worker, ready_only)
+        if (
+            self._untaken
+            and pooled is not None
+            and queued is not None
+            and key(pooled) < key(queued)
+        ):
+            # While workers are still starting, one takes its planned work first: the
+            # pooled tests before it are left to those to come, which start from the pool's
+            # beginning (so the long unit the plan gave this one starts at once).
+            pooled = None
+        choice = min(
+            (unit for unit in (best, queued, pooled) if unit is not None), key=key, default=None
+        )
+        if choice is None or choice == best:
+            return best
+        if choice == queued:
+            assert position is not None
+            del queue[position]
+            return self._dequeued(worker.slot, choice)
+        self._take_pooled(choice, worker)
+        return choice
+
+    def _next_test(self, unit: int) -> int:
+        return self._remaining[unit][0]
+
+    def _pool_next(self, worker: _Worker, ready_only: bool) -> int | None:
+        """The pool's first untaken unit after the worker's mark (ready, with ``ready_only``)."""
+        pool, taken = self._pool, self._pool_taken
+        if self._untaken and worker.pooled >= self._pool_share:
+            return None  # the rest waits for the workers still to come (abandon frees it)
+        cursor = worker.cursor
+        while cursor < len(pool) and (
+            pool[cursor] in taken or not self._in_order(worker, pool[cursor])
+        ):
+            cursor += 1  # taken, or before the mark, which only grows: never for this worker
+        worker.cursor = cursor
+        for position in range(cursor, min(len(pool), cursor + _SCAN)):
+            unit = pool[position]
+            if unit in taken or not self._in_order(worker, unit):
+                continue
+            if not ready_only or self._ready(unit, worker):
+                return unit
+            if not ready_only:
+                break
+        return None
+
+    def _take_pooled(self, unit: int, worker: _Worker) -> None:
+        worker.pooled += 1
+        self._pool_taken.add(unit)
+        pool = self._pool
+        while self._pool_start < len(pool) and pool[self._pool_start] in self._pool_taken:
+            self._pool_start += 1
+
+    def _stranded(self, worker: _Worker) -> int | None:
+        """The pool's first untaken unit, if no running worker can take it in order any more
+        (every mark is past it): it goes to whoever runs dry, out of order."""
+        if self._pool_start >= len(self._pool) or self._untaken:
+            return None  # nothing pooled, or workers to come may take it in order
+        unit = self._pool[self._pool_start]
+        running = [other for other in self._by_slot if not other.shutdown]
+        if any(self._in_order(other, unit) for other in running if other is not worker):
+            return None
+        return unit
+
+    def _in_order(self, worker: _Worker, unit: int) -> bool:
+        """``unit`` comes after everything ``worker`` has been sent (see _Worker.mark)."""
+        return self._remaining[unit][0] > worker.mark
+
+    def _orphans(self) -> set[int]:
+        """Slots with work and no worker, live or still to come: anyone may take from them."""
+        live = {worker.slot for worker in self._by_slot}
+        return {
+            slot
+            for slot, queue in enumerate(self._queues)
+            if queue and slot not in live and slot not in self._untaken
+        }
+
+    def _take_stranded(self, worker: _Worker) -> int | None:
+        unit = self._stranded(worker)
+        if unit is not None:
+            self._take_pooled(unit, worker)
+        return unit
+
+    def _may_take_later(self, worker: _Worker) -> bool:
+        """Work is queued that this worker may still be given: on a slot whose worker is to
+        come or gone, after its mark on another's or in the pool, or stranded in the pool.
+
+        No worker is shut down while a planned worker is still to join: one that ended its
+        session before another started would have its files at the mercy of the late one's
+        set-up (pytest-cov's workers erase the coverage data files they find as they start).
+        """
+        if self._untaken:
+            return True
+        if self._pool_next(worker, ready_only=False) is not None:
+            return True
+        if self._stranded(worker) is not None:
+            return True
+        live = {other.slot for other in self._by_slot}
+        for slot, queue in enumerate(self._queues):
+            if not queue:
+                continue
+            if slot == worker.slot or slot not in live:
+                return True
+            if any(self._in_order(worker, unit) for unit in queue):
+                return True
+        return False
 
     def _enqueue(self, slot: int, unit: int, front: bool) -> None:
         estimate = sum(self._estimates[test] for test in self._remaining[unit])
@@ -548,25 +717,24 @@ class Dispatcher:
         self._queue_load[slot] -= self._queued.pop(unit)[1]
         return unit
 
-    def _take_ready(self, slot: int, worker: _Worker, front: bool) -> int | None:
+    def _take_from_back(
+        self, slot: int, worker: _Worker, ready_only: bool, in_order: bool
+    ) -> int | None:
         queue = self._queues[slot]
         size = len(queue)
-        order = range(min(_SCAN, size)) if front else range(size - 1, max(-1, size - 1 - _SCAN), -1)
-        for position in order:
+        for position in range(size - 1, max(-1, size - 1 - _SCAN), -1):
             unit = queue[position]
-            if self._ready(unit, worker):
+            if in_order and not self._in_order(worker, unit):
+                continue
+            if not ready_only or self._ready(unit, worker):
                 del queue[position]
                 return self._dequeued(slot, unit)
         return None
 
-    def _take_any(self, slot: int, front: bool) -> int | None:
-        queue = self._queues[slot]
-        if not queue:
-            return None
-        return self._dequeued(slot, queue.popleft() if front else queue.pop())
-
     def _steal(self, worker: _Worker, ready_only: bool) -> int | None:
-        """Take from the back (the shortest units) of the queue with the most planned work."""
+        """Take from the back (the latest units) of the queue with the most planned work:
+        from a live worker's queue only what comes after this worker's mark."""
+        orphans = self._orphans()
         by_load = sorted(
             (
                 slot
@@ -576,10 +744,7 @@ class Dispatcher:
             key=lambda slot: (-self._queue_load[slot], slot),
         )
         for slot in by_load:
-            if ready_only:
-                unit = self._take_ready(slot, worker, front=False)
-            else:
-                unit = self._take_any(slot, front=False)
+            unit = self._take_from_back(slot, worker, ready_only, slot not in orphans)
             if unit is not None:
                 return unit
         return None
@@ -609,8 +774,15 @@ class Dispatcher:
             # holds by the guess: one test, where the family's tests run for seconds.
             fits = int(self._buffer / guess) if guess > 0 else len(rest)
             take = max(1, min(len(rest) // 2, fits))
-        moved = deque(rest.pop() for _ in range(take))
-        moved.reverse()
+        if rest[0] > worker.mark and not self._parked_long(worker):
+            # From the front: the thief's mark stays as low as it can, so it may take more
+            # of the chunk later, in order; the chunk's worker goes on with the rest.
+            moved = deque(rest.popleft() for _ in range(take))
+        else:
+            # Only tests after the thief's mark: it runs its tests in collection order.
+            take = min(take, sum(1 for test in rest if test > worker.mark))
+            moved = deque(rest.pop() for _ in range(take))
+            moved.reverse()
         unit = len(self._remaining)
         self._remaining.append(moved)
         self._splittable.append(True)
@@ -667,30 +839,6 @@ class Dispatcher:
                     continue
                 guess = self._per_test(unit)
                 score = -guess if cheapest else guess * len(rest)
-                if score > top and self._can_release(rest[-1], worker):
+                if score > top and rest[-1] > worker.mark and self._can_release(rest[-1], worker):
                     best, top = unit, score
         return best
-
-
-def setup_free_modules(
-    modules: Sequence[str], estimates: Sequence[float], guessed: Collection[int]
-) -> frozenset[str]:
-    """Modules whose recorded tests show no setup cost: none is longer than the module's
-    median test by more than that median (or 10 ms).
-
-    A module- or class-scoped fixture's setup is recorded as part of the first test that
-    used it, so a module that has one shows that test standing out. Splitting one without
-    costs nothing but a message.
-    """
-    by_module: dict[str, list[float]] = {}
-    for test, module in enumerate(modules):
-        if test not in guessed:
-            by_module.setdefault(module, []).append(estimates[test])
-    plain = set()
-    for module, seconds in by_module.items():
-        ordered = sorted(seconds)
-        # The lower median: of two tests, the short one is the module's typical test.
-        median = ordered[(len(ordered) - 1) // 2]
-        if ordered[-1] - median <= max(median, 0.01):
-            plain.add(module)
-    return frozenset(plain)

@@ -20,23 +20,7 @@ from .timeouts import TimeoutError_, parse_timeout
 if TYPE_CHECKING:
     from _pytest.nodes import Node
 
-MARKERS = (
-    "resource(*names, mode='exclusive'): the test uses these shared resources; no two tests "
-    "holding the same name run at once (mode='shared': readers may overlap each other). "
-    "'dir:PATH' names a directory (conflicts with its parents and children), 'port:N' a port. "
-    "Provided by pytest-isolate.",
-    "serial: run this test with no other test running. Provided by pytest-isolate.",
-    "isolate_timeout(seconds): under -n, stop this test's worker after that many seconds and "
-    "fail the test with its stack. Provided by pytest-isolate.",
-)
-
 CLAIMS_KEY = pytest.StashKey[TestClaims]()
-
-
-def register(config: pytest.Config) -> None:
-    for line in MARKERS:
-        config.addinivalue_line("markers", line)
-
 
 OURS = ("resource", "xdist_group", "serial", "isolate_timeout")
 MARKS_KEY = pytest.StashKey[Mapping[str, Sequence[pytest.Mark]]]()

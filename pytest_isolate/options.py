@@ -11,9 +11,32 @@ from typing import Any
 
 import pytest
 
+#: An explicit --dist was given (read before xdist turns -n into --dist load).
+EXPLICIT_DIST = pytest.StashKey[bool]()
+#: --isolate-plan: the worker count to plan for.
+PLAN_WORKERS = pytest.StashKey[int]()
+
 #: Defaults of the rerun caps: tests, and seconds for all reruns and searches together.
 RERUN_MAX = "10"
 RERUN_BUDGET = "120"
+
+#: The markers users write (read by :mod:`pytest_isolate.markers`), registered in every run
+#: so that marked suites pass --strict-markers with the plugin asked for or not.
+MARKERS = (
+    "resource(*names, mode='exclusive'): the test uses these shared resources; no two tests "
+    "holding the same name run at once (mode='shared': readers may overlap each other). "
+    "'dir:PATH' names a directory (conflicts with its parents and children), 'port:N' a port. "
+    "Provided by pytest-isolate.",
+    "serial: run this test with no other test running. Provided by pytest-isolate.",
+    "isolate_timeout(seconds): under -n, stop this test's worker after that many seconds and "
+    "fail the test with its stack. Provided by pytest-isolate.",
+)
+
+
+def register_markers(config: pytest.Config) -> None:
+    for line in (*MARKERS, AUDIT_MARKER):
+        config.addinivalue_line("markers", line)
+
 
 #: Registered whether the audit is on or not, so marked suites pass --strict-markers.
 AUDIT_MARKER = (
@@ -36,8 +59,9 @@ def add_audit_options(parser: pytest.Parser, group: Any) -> None:
         help="report, test by test, shared state a test touches without declaring it "
         "(files, ports, environment, working directory, threads, processes)",
     )
-    parser.addini("isolate_audit", type="bool", default=False, help="default for --isolate-audit")
-    parser.addini(
+    addini(parser, "isolate_audit", type="bool", default=False, help="default for --isolate-audit")
+    addini(
+        parser,
         "isolate_audit_ignore",
         type="linelist",
         default=[],
@@ -92,17 +116,22 @@ def add_rerun_options(parser: pytest.Parser, group: Any) -> None:
         default=False,
         help=argparse.SUPPRESS,  # set by the plugin on the processes it reruns tests in
     )
-    parser.addini(
+    addini(
+        parser,
         "isolate_rerun_alone",
         type="bool",
         default=True,
         help="rerun failed tests alone after a run under -n",
     )
-    parser.addini("isolate_rerun_max", default=RERUN_MAX, help="default for --isolate-rerun-max")
-    parser.addini(
-        "isolate_rerun_budget", default=RERUN_BUDGET, help="default for --isolate-rerun-budget"
+    addini(parser, "isolate_rerun_max", default=RERUN_MAX, help="default for --isolate-rerun-max")
+    addini(
+        parser,
+        "isolate_rerun_budget",
+        default=RERUN_BUDGET,
+        help="default for --isolate-rerun-budget",
     )
-    parser.addini(
+    addini(
+        parser,
         "isolate_parallel_only_ok",
         type="bool",
         default=False,
@@ -119,3 +148,54 @@ def rerun_caps_given(config: pytest.Config) -> bool:
             ("isolate_rerun_budget", RERUN_BUDGET),
         )
     )
+
+
+# -- was the plugin asked for? ---------------------------------------------------------------
+
+#: This plugin's ini keys and their defaults (filled by :func:`addini`): a key set to anything
+#: else asks for the plugin.
+INI_DEFAULTS: dict[str, object] = {}
+#: Its command-line options (dest -> default): one given asks for the plugin.
+OPTION_DEFAULTS: dict[str, object] = {}
+#: ``-p`` values that load this plugin by name.
+PLUGIN_NAMES = frozenset({"isolate", "pytest_isolate", "pytest_isolate.plugin"})
+
+
+def addini(parser: pytest.Parser, name: str, help: str, **kwargs: Any) -> None:
+    """``parser.addini``, remembering the default so that a set key counts as asking."""
+    INI_DEFAULTS[name] = kwargs.get("default")
+    parser.addini(name, help, **kwargs)
+
+
+def remember_options(group: Any) -> None:
+    """Note the dest and default of every option of the plugin's group."""
+    for argument in group.options:
+        OPTION_DEFAULTS[argument.dest] = argument.attrs().get("default")
+
+
+def xdist_loaded(config: pytest.Config) -> bool:
+    """pytest-xdist is loaded: by its entry point (``xdist``), or with autoload off by
+    ``-p xdist.plugin``, as xdist's docs spell it."""
+    manager = config.pluginmanager
+    return manager.has_plugin("xdist") or manager.has_plugin("xdist.plugin")
+
+
+def asked_for(config: pytest.Config) -> bool:
+    """Whether this run asked for the plugin: ``-n``/``--dist``/``--tx``, ``-p isolate`` (on
+    the command line or in addopts), an ``--isolate-*`` option or an ``isolate_*`` ini key.
+
+    Otherwise the plugin is installed but not asked for, and stays out of the way: the
+    same output, environment and files as with ``-p no:isolate`` (its fixtures still work).
+    """
+    option = config.option
+    if hasattr(config, "workerinput"):
+        return True
+    if getattr(option, "numprocesses", None) is not None:
+        return True
+    if getattr(option, "dist", "no") not in ("no", None) or getattr(option, "tx", None):
+        return True
+    if PLUGIN_NAMES.intersection(getattr(option, "plugins", None) or ()):
+        return True
+    if any(getattr(option, dest, default) != default for dest, default in OPTION_DEFAULTS.items()):
+        return True
+    return any(config.getini(name) != default for name, default in INI_DEFAULTS.items())

@@ -3,9 +3,11 @@
 Input: the domains (tuples of test indices), one :class:`~pytest_isolate.claims.TestClaims`
 and one duration estimate per test, and a worker count.
 Output: a :class:`Plan`: the units of work in priority order and, per worker, the queue of
-units that a longest-processing-time-first (LPT) assignment gives it. The dispatcher follows
-these queues and steals from the back of the fullest one when a worker runs dry, so a wrong
-estimate costs at most the tail of the run.
+units that a longest-processing-time-first (LPT) assignment gives it, in collection order:
+durations decide which worker runs a unit, never the order of two tests on one worker, so a
+suite that passes serially in its collection order sees the same order on each worker. The
+dispatcher follows these queues and steals from the back of the fullest one when a worker
+runs dry, so a wrong estimate costs at most the tail of the run.
 
 Pure: plain data in, plain data out.
 """
@@ -13,7 +15,7 @@ Pure: plain data in, plain data out.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple
 
 from .claims import TestClaims
@@ -29,6 +31,7 @@ class Unit(NamedTuple):
     tests: tuple[int, ...]
     estimate: float
     serial: bool
+    guessed: bool = False  # a test of it has no recorded duration: its estimate is a guess
 
     @property
     def first(self) -> int:
@@ -41,6 +44,8 @@ class Plan(NamedTuple):
     queues: tuple[tuple[int, ...], ...]
     #: estimated finishing time of each worker under the plan
     loads: tuple[float, ...]
+    #: units handed out in collection order to whichever worker reaches them first
+    pool: tuple[int, ...] = ()
 
     @property
     def makespan(self) -> float:
@@ -84,7 +89,10 @@ def _median(values: Sequence[float]) -> float:
 
 
 def make_units(
-    domains: Sequence[Domain], claims: Sequence[TestClaims], estimates: Sequence[float]
+    domains: Sequence[Domain],
+    claims: Sequence[TestClaims],
+    estimates: Sequence[float],
+    guessed: Collection[int] = (),
 ) -> tuple[Unit, ...]:
     """Units in priority order: those holding a ``serial`` test first, then longest first.
 
@@ -97,6 +105,7 @@ def make_units(
             tests=domain,
             estimate=sum(estimates[i] for i in domain),
             serial=any(claims[i].serial for i in domain),
+            guessed=any(i in guessed for i in domain),
         )
         for domain in domains
     ]
@@ -104,10 +113,16 @@ def make_units(
     return tuple(units)
 
 
-def make_plan(units: Sequence[Unit], workers: int) -> Plan:
-    """Assign units to workers, longest first, each to the worker that frees up first.
+def make_plan(units: Sequence[Unit], workers: int, pool_below: float = 0.0) -> Plan:
+    """Assign units to workers, longest first, each to the worker that frees up first; each
+    worker's queue then runs in collection order.
 
-    Serial units occupy every worker while they run, so they advance all clocks.
+    Serial units occupy every worker while they run, so they advance all clocks. With good
+    estimates the order within a queue does not change when the worker finishes.
+
+    Units with a guessed estimate, and those shorter than ``pool_below`` seconds, go to the
+    pool instead: workers take them in collection order as they come free, as xdist's load
+    scheduling does, which balances work whose length is unknown or too small to plan.
     """
     workers = max(1, workers)
     queues: list[list[int]] = [[] for _ in range(workers)]
@@ -125,7 +140,17 @@ def make_plan(units: Sequence[Unit], workers: int) -> Plan:
     loads = [0.0] * workers
     for load, worker in heap:
         loads[worker] = load
-    return Plan(tuple(units), tuple(tuple(q) for q in queues), tuple(loads))
+    pooled = {
+        index
+        for index, unit in enumerate(units)
+        if not unit.serial and (unit.guessed or unit.estimate < pool_below)
+    }
+
+    def in_order(indices: Sequence[int]) -> tuple[int, ...]:
+        return tuple(sorted(indices, key=lambda i: units[i].first))
+
+    placed = tuple(in_order([i for i in queue if i not in pooled]) for queue in queues)
+    return Plan(tuple(units), placed, tuple(loads), in_order(list(pooled)))
 
 
 class CollectionPlan(NamedTuple):
@@ -142,11 +167,33 @@ def plan_collection(
 ) -> CollectionPlan:
     """Domains, estimates and the plan for one collection: the whole pure pipeline."""
     estimates, known = estimate_durations(nodeids, recorded)
+    guessed = [i for i, nodeid in enumerate(nodeids) if nodeid not in recorded]
+    plan = plan_tests(claims, estimates, workers, nodeids, guessed)
+    return CollectionPlan(plan, tuple(estimates), known)
+
+
+#: Seconds: a unit shorter than this (or than a chunk's length, if less) is not planned onto
+#: a worker but pooled: balancing it at the end of the run costs at most that much.
+POOL_BELOW = 0.2
+
+
+def plan_tests(
+    claims: Sequence[TestClaims],
+    estimates: Sequence[float],
+    workers: int,
+    nodeids: Sequence[str] = (),
+    guessed: Collection[int] = (),
+) -> Plan:
+    """Domains, module chunks (given ``nodeids``), units and the plan: the pure pipeline."""
     domains = build_domains(claims)
     cap = sum(estimates) / (max(1, workers) * CHUNKS_PER_WORKER)
-    domains = group_neighbours(domains, nodeids, claims, estimates, cap)
-    units = make_units(domains, claims, estimates)
-    return CollectionPlan(make_plan(units, workers), tuple(estimates), known)
+    guessed = frozenset(guessed)
+    if nodeids:
+        modules = [module_of(nodeid) for nodeid in nodeids]
+        divisible = setup_free_modules(modules, estimates, guessed)
+        domains = group_neighbours(domains, nodeids, claims, estimates, cap, divisible)
+    units = make_units(domains, claims, estimates, guessed)
+    return make_plan(units, workers, pool_below=min(cap, POOL_BELOW))
 
 
 #: Neighbour chunks are kept small enough that each worker's share is several chunks, so
@@ -160,6 +207,7 @@ def group_neighbours(
     claims: Sequence[TestClaims],
     estimates: Sequence[float],
     cap: float,
+    divisible: Collection[str] = (),
 ) -> list[Domain]:
     """Chunk consecutive free tests of one module together, up to ``cap`` seconds each.
 
@@ -169,13 +217,20 @@ def group_neighbours(
     tests of at most twice the cap stays whole: cutting a test off one about the cap's size
     sends it to another worker, where it records the module fixture's setup as its own
     duration and so is cut off again on every later run.
+
+    A ``divisible`` module (its history shows no setup cost: :func:`setup_free_modules`) is
+    cut finer, into chunks of a quarter of the cap: each worker runs its share in collection
+    order, so the plan balances the run with those pieces, where the end of the run cannot
+    take tests off a module any more without running them out of order.
     """
     grouped: list[Domain] = []
     run: list[int] = []  # consecutive free tests of one module
 
     def close_run() -> None:
         nonlocal run
-        if sum(estimates[i] for i in run) <= 2 * cap:
+        if module_of(nodeids[run[0]]) in divisible:
+            grouped.extend(_chunks(run, estimates, cap / CHUNKS_PER_WORKER))
+        elif sum(estimates[i] for i in run) <= 2 * cap:
             grouped.append(tuple(run))
         else:
             grouped.extend(_chunks(run, estimates, cap))
@@ -218,3 +273,27 @@ def _chunks(run: Sequence[int], estimates: Sequence[float], cap: float) -> list[
 def module_of(nodeid: str) -> str:
     """The file part of a node id: the tests a module-scoped fixture is shared by."""
     return nodeid.split("::", 1)[0]
+
+
+def setup_free_modules(
+    modules: Sequence[str], estimates: Sequence[float], guessed: Collection[int]
+) -> frozenset[str]:
+    """Modules whose recorded tests show no setup cost: none is longer than the module's
+    median test by more than that median (or 10 ms).
+
+    A module- or class-scoped fixture's setup is recorded as part of the first test that
+    used it, so a module that has one shows that test standing out. Splitting one without
+    costs nothing but a message.
+    """
+    by_module: dict[str, list[float]] = {}
+    for test, module in enumerate(modules):
+        if test not in guessed:
+            by_module.setdefault(module, []).append(estimates[test])
+    plain = set()
+    for module, seconds in by_module.items():
+        ordered = sorted(seconds)
+        # The lower median: of two tests, the short one is the module's typical test.
+        median = ordered[(len(ordered) - 1) // 2]
+        if ordered[-1] - median <= max(median, 0.01):
+            plain.add(module)
+    return frozenset(plain)

@@ -48,6 +48,9 @@ def format_plan(
     for slot, queue in enumerate(plan.queues):
         order = " ".join(f"[{position + 1}]" for position in queue) or "-"
         lines.append(f"  worker {slot}: {plan.loads[slot]:.3f}s  {order}")
+    if plan.pool:
+        pooled = " ".join(f"[{position + 1}]" for position in plan.pool)
+        lines.append(f"  pooled, to the first worker free in collection order: {pooled}")
     lines.append(
         f"estimated makespan {plan.makespan:.3f}s, lower bound {plan.lower_bound():.3f}s, "
         f"total work {plan.total:.3f}s"

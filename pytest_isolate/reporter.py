@@ -120,7 +120,8 @@ class Reporter:
         try:
             return (yield)
         finally:
-            if self._ran():
+            if self._ran() and self.config.pluginmanager.has_plugin("dsession"):
+                # Only where tests ran on workers: in-process, pytest's own line says it all.
                 self._write_closing_line()
 
     def _ran(self) -> bool:
@@ -141,16 +142,22 @@ class Reporter:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
             return
-        dsession = self.config.pluginmanager.get_plugin("dsession")
-        workers = len(getattr(self.config.option, "tx", None) or []) if dsession else 1
-        summary = reports.summarize(
+        reporter.write_line(reports.format_summary(self.summary()))
+
+    def summary(self) -> reports.RunSummary:
+        """The run's figures, for the closing line and the timeline alike."""
+        workers = 1
+        if self.config.pluginmanager.has_plugin("dsession"):
+            from .xdist_scheduler import worker_count
+
+            workers = worker_count(self.config)
+        return reports.summarize(
             self.nodeids,
             self.domains,
             self.measured,
             workers,
             time.time() - self.started - self.after_run,
         )
-        reporter.write_line(reports.format_summary(summary))
 
     def write_timeline(self, path: Path) -> None:
         from .audit import FINDINGS
@@ -174,7 +181,8 @@ class Reporter:
         key = reports.sort_key(self.positions)
         records.sort(key=lambda r: key(r.nodeid))
         title = f"pytest-isolate run, {time.ctime(self.started)}"
-        path.write_text(render_timeline(records, title=title), encoding="utf-8")
+        page = render_timeline(records, title=title, summary=self.summary())
+        path.write_text(page, encoding="utf-8")
 
     def spans(self) -> dict[str, tuple[float, float, str, str]]:
         """Each test's (start, stop, worker, outcome), setup start to teardown end."""

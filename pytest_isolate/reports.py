@@ -87,7 +87,7 @@ class RunSummary(NamedTuple):
 
     @property
     def speedup(self) -> float:
-        return self.test_time / self.wall if self.wall > 0 else 0.0
+        return parallelism(self.test_time, self.wall)
 
     @property
     def efficiency(self) -> float:
@@ -122,16 +122,28 @@ def summarize(
     )
 
 
+def parallelism(test_time: float, wall: float) -> float:
+    """Summed test time over wall time: the speedup over running the tests one by one. The
+    one definition, for the closing line and the timeline page."""
+    return test_time / wall if wall > 0 else 0.0
+
+
+def count(n: int, noun: str) -> str:
+    """``1 domain``, ``2 domains``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def format_summary(summary: RunSummary) -> str:
-    workers = f"{summary.workers} worker{'s' if summary.workers != 1 else ''}"
     line = (
-        f"isolate: {workers}, {summary.domains} domains + {summary.free} free tests, "
+        f"isolate: {count(summary.workers, 'worker')}, {count(summary.domains, 'domain')} + "
+        f"{count(summary.free, 'free test')}, "
         f"wall {summary.wall:.2f}s, test time {summary.test_time:.2f}s, "
         f"speedup {summary.speedup:.2f}x, efficiency {summary.efficiency:.0%}"
     )
     if summary.longest_first:
+        kind = "domain" if summary.longest_size > 1 else "test"
         more = f" +{summary.longest_size - 1}" if summary.longest_size > 1 else ""
-        line += f"; longest domain {summary.longest:.2f}s ({summary.longest_first}{more})"
+        line += f"; longest {kind} {summary.longest:.2f}s ({summary.longest_first}{more})"
     if summary.bounded_by_longest:
         line += ": it bounds the run, split it to go faster"
     return line

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import pytest
 
-from . import diagnosis
+from . import diagnosis, options
 from .crashes import NEVER_RAN
 from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
 from .reporter import Reporter, junit_case, junit_file, report_log_file
@@ -316,7 +316,7 @@ class Reruns:
         extra += ["-o", f"cache_dir={here / 'cache'}"]
         if config.inipath is not None:
             extra += ["-c", str(config.inipath)]
-        if config.pluginmanager.hasplugin("xdist"):
+        if options.xdist_loaded(config):
             extra += ["-n", "0", "--dist", "no"]  # wins over -n in addopts
         # Outputs set in addopts or the ini go to throwaway files.
         if config.getoption("xmlpath", None):

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .reports import RunSummary, count, parallelism
+
 __all__ = ["OUTCOME_COLOURS", "TimelineRecord", "render_timeline"]
 
 #: Bar colour per outcome; anything else is drawn in ``UNKNOWN_COLOUR``.
@@ -47,10 +49,6 @@ def _natural_key(name: str) -> list[str | int]:
     return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name))]
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def _seconds(value: float) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
@@ -62,8 +60,11 @@ def _json_for_script(data: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render_timeline(records: Sequence[TimelineRecord], title: str) -> str:
-    """The timeline of ``records`` as one self-contained HTML page headed ``title``."""
+def render_timeline(
+    records: Sequence[TimelineRecord], title: str, summary: RunSummary | None = None
+) -> str:
+    """The timeline of ``records`` as one self-contained HTML page headed ``title``; its
+    headline figures are ``summary``'s (the closing line's) when given."""
     workers = sorted({r.worker for r in records}, key=_natural_key)
     t0 = min((r.start for r in records), default=0.0)
     wall = max((r.stop for r in records), default=t0) - t0
@@ -81,24 +82,27 @@ def render_timeline(records: Sequence[TimelineRecord], title: str) -> str:
         for r in sorted(records, key=lambda r: (r.start, r.nodeid))
     ]
     busy = sum(max(0.0, r.stop - r.start) for r in records)
-    summary = (
-        f"{_count(len(tests), 'test')} on {_count(len(workers), 'worker')}"
-        f" · wall time {_seconds(wall)} · summed test time {_seconds(busy)}"
+    run_wall = wall
+    if summary is not None:
+        run_wall, busy = summary.wall, summary.test_time
+    headline = (
+        f"{count(len(tests), 'test')} on {count(len(workers), 'worker')}"
+        f" · wall time {_seconds(run_wall)} · summed test time {_seconds(busy)}"
     )
-    if wall > 0:
-        summary += f" · {busy / wall:.1f}\N{MULTIPLICATION SIGN} parallel"
+    if run_wall > 0:
+        headline += f" · {parallelism(busy, run_wall):.2f}\N{MULTIPLICATION SIGN} parallel"
     legend = "".join(
         f'<span class="key"><i style="background:{colour}"></i>{name}</span>'
         for name, colour in OUTCOME_COLOURS.items()
     )
     audited = sum(1 for r in records if r.findings)
     if audited:
-        summary += f" · {_count(audited, 'test')} with audit findings"
+        headline += f" · {count(audited, 'test')} with audit findings"
         legend += '<span class="key"><i class="audited"></i>hidden shared state (audit)</span>'
     data = {"wall": round(wall, 6), "workers": workers, "tests": tests, "colours": OUTCOME_COLOURS}
     values = {
         "TITLE": html.escape(title),
-        "SUMMARY": html.escape(summary),
+        "SUMMARY": html.escape(headline),
         "LEGEND": legend,
         "UNKNOWN": UNKNOWN_COLOUR,
         "DATA": _json_for_script(data),

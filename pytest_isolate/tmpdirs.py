@@ -35,6 +35,10 @@ class Environment:
         if any(key in TEMP_VARIABLES for key in values):
             tempfile.tempdir = None  # gettempdir() caches; make it read TMPDIR again
 
+    def set_default(self, values: Mapping[str, str]) -> None:
+        """Set only the variables that are not set: the user's values stay."""
+        self.set({key: value for key, value in values.items() if key not in self._environ})
+
     def restore(self) -> None:
         for key, old in self._saved.items():
             if old is None:

@@ -20,19 +20,22 @@ and the scheduler waits for what it needs.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: the channel objects come from xdist
     import execnet
 
-# Runs in the worker's main thread, before xdist's remote module; it only stores the channel.
-_REMOTE_SOURCE = "import pytest_isolate.transport as t\nt.attach(channel.receive())\n"
+# Runs in the worker's main thread, before xdist's remote module; it only stores the channel,
+# on the ``sys`` module. It must not import pytest_isolate: pytest has not started there yet,
+# and a module of a pytest plugin imported before pytest marks it for assertion rewriting is a
+# PytestAssertRewriteWarning in every worker (an error under ``filterwarnings = error``).
+_CHANNEL_ATTRIBUTE = "_pytest_isolate_channel"
+_REMOTE_SOURCE = f"import sys\nsys.{_CHANNEL_ATTRIBUTE} = channel.receive()\n"
 
 #: How long the controller waits for a message that should already be there.
 RECEIVE_TIMEOUT = 60.0
-
-_worker_channel: execnet.Channel | None = None
 
 
 class Inbox:
@@ -84,17 +87,12 @@ def is_local(gateway: execnet.Gateway) -> bool:
     return bool(spec.popen) and not spec.via
 
 
-def attach(channel: execnet.Channel) -> None:
-    """Worker side: remember the channel (called by the bootstrap code above)."""
-    global _worker_channel
-    _worker_channel = channel
-
-
 def send(kind: str, payload: Any) -> None:
-    """Worker side: send a message to the controller."""
-    if _worker_channel is None:
+    """Worker side: send a message to the controller (on the channel the bootstrap stored)."""
+    channel: execnet.Channel | None = getattr(sys, _CHANNEL_ATTRIBUTE, None)
+    if channel is None:
         raise RuntimeError(
             "pytest-isolate: this worker has no channel to the controller; was it started "
             "by a controller without pytest-isolate?"
         )
-    _worker_channel.send((kind, payload))
+    channel.send((kind, payload))

@@ -17,7 +17,7 @@ from . import database, ports
 from .database import WorkerDatabase
 from .leases import Holder, me
 from .ports import PortBlock
-from .tmpdirs import Environment, make_private_tmp
+from .tmpdirs import TEMP_VARIABLES, Environment, make_private_tmp
 
 
 def new_run_id() -> str:
@@ -30,7 +30,7 @@ class Settings(NamedTuple):
     db_url: str | None = None
     db_template: str | None = None
     keep_db: bool = False
-    db_env: str = "DATABASE_URL"
+    db_env: str = ""  # ini isolate_db_env: the variable that gets the database URL, if any
 
 
 @dataclass
@@ -46,16 +46,19 @@ class IsolateWorker:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def env(self, db_env: str) -> dict[str, str]:
-        tmp = str(self.tmp_path)
-        return {
-            "TMPDIR": tmp,
-            "TEMP": tmp,
-            "TMP": tmp,
-            "PYTEST_ISOLATE_TMP": tmp,
+        """The plugin's own variables, and the database URL in ``db_env`` if one is named."""
+        values = {
+            "PYTEST_ISOLATE_TMP": str(self.tmp_path),
             "PYTEST_ISOLATE_SLOT": str(self.slot),
             "PYTEST_ISOLATE_PORTS": self.ports.as_env(),
-            db_env: self.db.url,
         }
+        if db_env:
+            values[db_env] = self.db.url  # asked for by name: the user's value is replaced
+        return values
+
+    def temp_env(self) -> dict[str, str]:
+        tmp = str(self.tmp_path)
+        return dict.fromkeys(TEMP_VARIABLES, tmp)
 
     def to_message(self) -> dict[str, Any]:
         """Plain data for the controller, which tears down after a crash."""
@@ -86,11 +89,17 @@ class IsolateWorker:
 
 
 class Provisioner:
-    """Sets one worker up and tears it down again, in reverse order."""
+    """Sets one worker up and tears it down again, in reverse order.
 
-    def __init__(self, settings: Settings, hook: Any) -> None:
+    ``temp``: what becomes of ``TMPDIR``/``TEMP``/``TMP``. ``"replace"`` on a worker under
+    ``-n`` (its private temp dir, made inside the user's); ``"default"`` in-process, where the
+    plugin was asked for (set where the user has not set them); ``"leave"`` where it was not.
+    """
+
+    def __init__(self, settings: Settings, hook: Any, temp: str = "replace") -> None:
         self.settings = settings
         self.hook = hook
+        self.temp = temp
         self.worker: IsolateWorker | None = None
         self._holder: Holder | None = None
         self._environment = Environment()
@@ -110,6 +119,10 @@ class Provisioner:
             raise
         self.worker = IsolateWorker(slot, worker_id, run_id, tmp, block, db)
         self._environment.set(self.worker.env(settings.db_env))
+        if self.temp == "replace":
+            self._environment.set(self.worker.temp_env())
+        elif self.temp == "default":
+            self._environment.set_default(self.worker.temp_env())
         self.hook.pytest_isolate_setup_worker(worker=self.worker)
         return self.worker
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import pytest
+from xdist.dsession import WorkerStatus, get_workers_status_line
 from xdist.remote import Producer
 from xdist.workermanage import WorkerController
 
@@ -42,7 +43,7 @@ class IsolateScheduling:
         self.log = log.isolatesched
         self._config = config
         self.config = config  # as xdist's own schedulers: pytest-rerunfailures reads it
-        self._numnodes = len(parse_tx_spec_config(config))
+        self._numnodes = worker_count(config)
         self._inbox = inbox
         self._capacity = capacity
         self._recorded = recorded
@@ -81,8 +82,13 @@ class IsolateScheduling:
 
     @property
     def has_pending(self) -> bool:
-        # Like xdist's own schedulers: nothing is pending until the plan exists.
-        return self._dispatcher is not None and not self._dispatcher.finished
+        # Pending from the first collection on (the plan is made in the schedule() that
+        # follows): xdist prints its status line when a collection completes with nothing
+        # pending, and would print "collecting: 1/N workers"; schedule() prints xdist's
+        # "N workers [M items]" instead.
+        if self._dispatcher is None:
+            return self._collection is not None
+        return not self._dispatcher.finished
 
     def add_node(self, node: WorkerController) -> None:
         self._nodes.append(node)
@@ -166,6 +172,10 @@ class IsolateScheduling:
             return
         if self._dispatcher is None:
             self._start()
+            # xdist's own "N workers [M items]", before the first test reports: xdist
+            # prints it once every worker has collected, which the run no longer waits for.
+            assert self._collection is not None
+            _show_status(self._config, self._numnodes, len(self._collection))
         self._dispatch()
 
     # -- helpers -------------------------------------------------------------------------
@@ -252,6 +262,11 @@ class IsolateScheduling:
                 node.shutdown()
 
 
+def worker_count(config: pytest.Config) -> int:
+    """The workers of the run, as xdist starts them (``--tx 3*popen`` counts 3)."""
+    return len(parse_tx_spec_config(config))
+
+
 def _listed(test: TestClaims) -> str:
     return ", ".join(declared_names(test)) or "nothing"
 
@@ -267,6 +282,23 @@ def _quiet_status_rewrites(config: pytest.Config) -> None:
     status = getattr(dsession, "trdist", None)
     if status is not None and hasattr(status, "_isatty"):
         status._isatty = False
+
+
+def _show_status(config: pytest.Config, workers: int, items: int) -> None:
+    """The line xdist's status shows once every worker has collected, written as xdist
+    writes it where the output is not a terminal (and, after _quiet_status_rewrites, where
+    it is)."""
+    dsession = config.pluginmanager.get_plugin("dsession")
+    if dsession is None or not getattr(dsession, "terminal", None):
+        return
+    line = "bringing up nodes..."
+    if config.option.verbose >= 0:
+        line = get_workers_status_line([(WorkerStatus.CollectionDone, items)] * workers)
+    terminal = dsession.terminal
+    terminal.write_line(line)
+    terminal.write_line("")
+    if config.option.verbose > 0:
+        terminal.write_line("scheduling tests via IsolateScheduling")
 
 
 def _slot_of(node: WorkerController) -> int | None:

@@ -345,7 +345,7 @@ def test_sigkill_leaves_databases_that_the_next_run_drops(
     run = _start(pytester, server)
     names = _wait_for(records, 2)
     os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+    run.communicate()  # reaps it and closes its pipe
     time.sleep(0.5)
     assert set(names) <= databases(server)  # nobody could clean up
 

@@ -94,7 +94,7 @@ def pytest_collection_finish(session):
 """
 
 
-def test_randomly_seed_is_shared_and_domains_keep_their_collected_order(
+def test_randomly_seed_is_shared_and_every_worker_keeps_its_shuffled_order(
     pytester: pytest.Pytester, record_dir: Path
 ) -> None:
     need("pytest_randomly")
@@ -107,7 +107,7 @@ def test_randomly_seed_is_shared_and_domains_keep_their_collected_order(
     serial = {str(r["test"]): r["draw"] for r in records(record_dir)}
     plain_order = [str(r["test"]) for r in records(record_dir)]
     shuffled_ledger = [t for t in plain_order if t.startswith("ledger")]
-    # The seed really shuffles this domain, so keeping its order is the plugin's doing.
+    # The seed really shuffles this domain: the shuffle is the collection order (#19).
     assert shuffled_ledger != [f"ledger{i}" for i in range(6)]
     (record_dir / "records.jsonl").unlink()
 
@@ -118,15 +118,19 @@ def test_randomly_seed_is_shared_and_domains_keep_their_collected_order(
     # Every worker reseeds per test from the one seed: the same draws as the serial run.
     assert {str(r["test"]): r["draw"] for r in seen} == serial
     assert len({r["worker"] for r in seen}) == 2
-    # Workers collected identically, in the shuffled order with the domain's put back.
+    # Workers collected identically, in the shuffled order: pytest-randomly's order is the
+    # collection order, and each worker runs its tests in it, the domain's too.
     collected = [json.loads(p.read_text()) for p in record_dir.glob("collected-gw*.json")]
     assert len(collected) == 2 and collected[0] == collected[1]
     ledger = [r for r in seen if str(r["test"]).startswith("ledger")]
-    assert [r["test"] for r in ledger] == [f"ledger{i}" for i in range(6)]
+    assert [r["test"] for r in ledger] == shuffled_ledger
     assert len({r["pid"] for r in ledger}) == 1
     free_order = [t.split("[")[1] for t in collected[0] if "test_free" in t]
     plain_free = [t.removeprefix("free") + "]" for t in plain_order if t.startswith("free")]
     assert free_order == plain_free, "free tests keep the shuffle"
+    for worker in {r["worker"] for r in seen}:
+        mine = [str(r["test"]) for r in seen if r["worker"] == worker]
+        assert mine == [t for t in plain_order if t in mine], f"{worker} left the shuffle"
 
 
 # -- pytest-rerunfailures -----------------------------------------------------------------

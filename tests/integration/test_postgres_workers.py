@@ -49,6 +49,8 @@ def run_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     out.mkdir()
     monkeypatch.setenv("RECORD_DIR", str(out))
     pytester.makepyfile(test_pg=SUITE)
+    # The suite reads its database from DATABASE_URL: it says so (nothing else sets it).
+    pytester.makeini("[pytest]\nisolate_db_env = DATABASE_URL\n")
     return out
 
 
@@ -70,6 +72,39 @@ def test_every_worker_gets_its_own_database_dropped_at_the_end(
     # Other tests may create databases on the same server meanwhile: look at this run's only.
     assert list_run_databases(server, url_base(server), run_id) == []
     assert not names & databases(server), "a worker database was left on the server"
+
+
+@pytest.mark.parametrize("workers", [["-n", "2"], []], ids=["n2", "in-process"])
+def test_a_database_url_naming_a_server_gets_the_workers_databases_there(
+    pytester: pytest.Pytester,
+    run_dir: Path,
+    server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: list[str],
+) -> None:
+    # A CI job's DATABASE_URL names its PostgreSQL service; the suite asked for
+    # isolate_db_env = DATABASE_URL (run_dir's ini): each worker's database is made on that
+    # server, and DATABASE_URL holds it in the worker.
+    monkeypatch.setenv("DATABASE_URL", server)
+    result = pytester.runpytest_subprocess("-p", "isolate", *workers)
+    result.assert_outcomes(passed=6)
+    seen = rows(run_dir)
+    names = {str(r["name"]) for r in seen}
+    assert len(names) == len({r["slot"] for r in seen})
+    assert server.rsplit("/", 1)[1] not in names  # never the app's own database
+    assert not names & databases(server), "a worker database was left on the server"
+
+
+def test_a_database_url_that_is_no_postgresql_server_is_a_usage_error(
+    pytester: pytest.Pytester, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///dev.db")
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*DATABASE_URL (isolate_db_env)*unsupported scheme 'sqlite'*unset DATABASE_URL*"]
+    )
+    assert not (pytester.path / "dev.db").exists()
 
 
 def test_databases_clone_the_template_and_can_be_kept(

@@ -109,6 +109,7 @@ def assert_private(workers: dict[str, dict[str, Any]]) -> None:
 
 def test_three_workers_share_nothing(pytester: pytest.Pytester, recorded: Path) -> None:
     many_tests(pytester)
+    pytester.makeini("[pytest]\nisolate_db_env = DATABASE_URL\n")
     result = pytester.runpytest_subprocess("-p", "isolate", "-n", "3")
     result.assert_outcomes(passed=12)
     workers = by_worker(records(recorded))
@@ -124,8 +125,12 @@ def test_three_workers_share_nothing(pytester: pytest.Pytester, recorded: Path) 
 # Without xdist too: `-p no:xdist` is how users debug one test, and the plugin must not need it.
 @pytest.mark.parametrize("xdist", [[], ["-p", "no:xdist"]], ids=["xdist-loaded", "no-xdist"])
 def test_in_process_run_has_the_same_fixtures(
-    pytester: pytest.Pytester, recorded: Path, xdist: list[str]
+    pytester: pytest.Pytester, recorded: Path, xdist: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # In-process, TMPDIR is the run's private temp dir unless the user set it (this test
+    # runs on a worker of our own suite, which did).
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
     many_tests(pytester, count=2, nap=0)
     pytester.makeini("[pytest]\nisolate_db_env = MY_DB\n")
     result = pytester.runpytest_subprocess("-p", "isolate", *xdist)

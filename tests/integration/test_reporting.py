@@ -175,7 +175,7 @@ def test_free(i):
     result.assert_outcomes(passed=6)
     (line,) = [line for line in result.stdout.lines if line.startswith("isolate: ")]
     match = re.fullmatch(
-        r"isolate: 2 workers, 1 domains \+ 4 free tests, wall (?P<wall>[\d.]+)s, "
+        r"isolate: 2 workers, 1 domain \+ 4 free tests, wall (?P<wall>[\d.]+)s, "
         r"test time (?P<work>[\d.]+)s, speedup (?P<speedup>[\d.]+)x, "
         r"efficiency (?P<eff>\d+)%; longest domain (?P<longest>[\d.]+)s "
         r"\(test_mixed.py::test_db\[0\] \+1\)(: it bounds the run, split it to go faster)?",

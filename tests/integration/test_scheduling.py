@@ -425,7 +425,9 @@ def test_free(i):
     assert run.max_concurrency("test_free") >= 3
 
 
-def test_second_run_starts_the_longest_recorded_domain_first(checked: Checked) -> None:
+def test_second_run_gives_the_longest_recorded_domain_a_worker_of_its_own(
+    checked: Checked,
+) -> None:
     checked.pytester.makepyfile(
         test_order=SLEEP
         + """
@@ -442,10 +444,12 @@ def test_slow(i):
     nap(0.5)
 """
     )
-    # One worker makes the start order strict. Without history the bigger domain goes first.
+    # One worker makes the start order strict: collection order, with history or without.
     first = checked.run("-n", "1")
     assert_clean(first, 8)
-    assert first.ordered("test_")[0] == "test_order.py::test_quick[0]"
+    in_order = [f"test_order.py::test_quick[{i}]" for i in range(6)]
+    in_order += [f"test_order.py::test_slow[{i}]" for i in range(2)]
+    assert first.ordered("test_") == in_order
 
     plan = checked.run("-n", "2", "--isolate-plan")
     lines = plan.result.stdout.lines
@@ -455,10 +459,15 @@ def test_slow(i):
 
     second = checked.run("-n", "1")
     assert_clean(second, 8)
-    assert second.ordered("test_")[:2] == [
-        "test_order.py::test_slow[0]",
-        "test_order.py::test_slow[1]",
-    ]
+    assert second.ordered("test_") == in_order
+    # With two workers the recorded durations place the slow domain on one worker and the
+    # quick one on the other: slow starts at once, not after the quick ones.
+    third = checked.run("-n", "2")
+    assert_clean(third, 8)
+    assert third.workers_of("test_slow") != third.workers_of("test_quick")
+    slow_start = min(iv.start for iv in third.intervals.values() if "test_slow" in iv.nodeid)
+    quick_end = max(iv.end for iv in third.intervals.values() if "test_quick" in iv.nodeid)
+    assert slow_start < quick_end
 
 
 def test_with_history_a_module_without_setup_cost_is_shared_at_the_end(checked: Checked) -> None:
@@ -508,14 +517,15 @@ def test_t(i):
     (checked.pytester.path / "durations.json").write_text(json.dumps(durations))
     run = checked.run("-n", "2", "--isolate-durations", "durations.json", "-p", "no:cacheprovider")
     assert_clean(run, 4)
-    # Longest first on each worker: the two longest open the two workers' runs. (Which of
-    # them starts first overall is not the point: the first worker to collect starts at
-    # once, and the second's first test may start after the first worker's second.)
+    # The durations decide which worker runs which test: the two longest go to different
+    # workers. Each worker runs its tests in collection order.
     by_worker: dict[str, list[int]] = {}
     for interval in sorted(run.intervals.values(), key=lambda iv: iv.start):
         by_worker.setdefault(interval.worker, []).append(int(interval.nodeid[-2]))
-    assert sorted(tests[0] for tests in by_worker.values()) == [2, 3]
-    assert all(tests == sorted(tests, reverse=True) for tests in by_worker.values())
+    assert len(by_worker) == 2
+    assert [3 in tests for tests in by_worker.values()].count(True) == 1
+    assert not any(2 in tests and 3 in tests for tests in by_worker.values()), by_worker
+    assert all(tests == sorted(tests) for tests in by_worker.values()), by_worker
 
 
 def test_in_process_run_records_durations(checked: Checked) -> None:

@@ -23,8 +23,8 @@ FREE = TestClaims()
 SERIAL = TestClaims(serial=True)
 
 
-def U(*tests: int, est: float, serial: bool = False) -> Unit:
-    return Unit(tests=tests, estimate=est, serial=serial)
+def U(*tests: int, est: float, serial: bool = False, guessed: bool = False) -> Unit:
+    return Unit(tests=tests, estimate=est, serial=serial, guessed=guessed)
 
 
 def S(*tests: int, est: float) -> Unit:
@@ -314,20 +314,28 @@ unit_lists = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(unit_lists, st.integers(1, 6))
-def test_property_plan(units: tuple[Unit, ...], workers: int) -> None:
-    plan = make_plan(units, workers)
+@given(unit_lists, st.integers(1, 6), st.sampled_from([0.0, 0.5, 5.0]))
+def test_property_plan(units: tuple[Unit, ...], workers: int, pool_below: float) -> None:
+    plan = make_plan(units, workers, pool_below)
     assert len(plan.queues) == workers
     placed = [index for queue in plan.queues for index in queue]
-    assert sorted(placed) == list(range(len(units)))
+    assert sorted(placed + list(plan.pool)) == list(range(len(units)))
+    # Short units are pooled, in collection order; serial ones never.
+    assert set(plan.pool) == {
+        i for i, unit in enumerate(units) if not unit.serial and unit.estimate < pool_below
+    }
+    assert [units[i].first for i in plan.pool] == sorted(units[i].first for i in plan.pool)
     for queue in plan.queues:
-        assert list(queue) == sorted(queue)
+        # Each worker runs its units in collection order, whatever their length.
+        firsts = [units[i].first for i in queue]
+        assert firsts == sorted(firsts)
     serial = [index for index, unit in enumerate(units) if unit.serial]
-    assert plan.queues[0][: len(serial)] == tuple(serial)
+    assert set(serial) <= set(plan.queues[0])
     clock = sum(units[i].estimate for i in serial)
-    for worker, queue in enumerate(plan.queues):
-        work = sum(units[i].estimate for i in queue if not units[i].serial)
-        assert plan.loads[worker] == clock + work
+    if not plan.pool:
+        for worker, queue in enumerate(plan.queues):
+            work = sum(units[i].estimate for i in queue if not units[i].serial)
+            assert plan.loads[worker] == clock + work
     assert plan.lower_bound() <= plan.makespan <= 2 * plan.lower_bound()
 
 
@@ -341,9 +349,11 @@ RECORDED = {"t.py::a": 2.0, "t.py::b": 4.0, "t.py::c": 1.0, "t.py::d": 0.5, "gon
 def test_plan_collection() -> None:
     # e is unknown: the median of 2, 4, 1 and 0.5 is 1.5.
     result = plan_collection(NODEIDS, CLAIMS, RECORDED, workers=2)
-    units = (S(3, est=0.5), U(1, est=4.0), U(0, 2, est=3.0), U(4, est=1.5))
+    units = (S(3, est=0.5), U(1, est=4.0), U(0, 2, est=3.0), U(4, est=1.5, guessed=True))
     assert result == CollectionPlan(
-        plan=Plan(units=units, queues=((0, 1), (2, 3)), loads=(4.5, 5.0)),
+        # Worker 0 runs b before d, as collected; e, a guess, is pooled: whichever worker
+        # reaches it first in collection order takes it.
+        plan=Plan(units=units, queues=((1, 0), (2,)), loads=(4.5, 5.0), pool=(3,)),
         estimates=(2.0, 4.0, 1.0, 0.5, 1.5),
         recorded=4,
     )
@@ -356,7 +366,12 @@ def test_plan_collection_without_history() -> None:
     result = plan_collection(["a", "b"], [holds("x"), holds("x")], {}, workers=3)
     estimate = 2 * DEFAULT_ESTIMATE
     assert result == CollectionPlan(
-        plan=Plan(units=(U(0, 1, est=estimate),), queues=((0,), (), ()), loads=(estimate, 0, 0)),
+        plan=Plan(
+            units=(U(0, 1, est=estimate, guessed=True),),
+            queues=((), (), ()),
+            loads=(estimate, 0, 0),
+            pool=(0,),
+        ),
         estimates=(DEFAULT_ESTIMATE, DEFAULT_ESTIMATE),
         recorded=0,
     )
@@ -391,8 +406,9 @@ def test_format_plan() -> None:
         "      1.500s  t.py::e",
         "",
         "schedule:",
-        "  worker 0: 4.500s  [1] [2]",
-        "  worker 1: 5.000s  [3] [4]",
+        "  worker 0: 4.500s  [2] [1]",
+        "  worker 1: 5.000s  [3]",
+        "  pooled, to the first worker free in collection order: [4]",
         "estimated makespan 5.000s, lower bound 4.750s, total work 9.000s",
     ]
 

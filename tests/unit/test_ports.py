@@ -106,7 +106,7 @@ def test_lease_of_a_killed_process_is_reclaimed(tmp_path: Path) -> None:
     leases = Leases("ports", tmp_path)
     assert leases.acquire(blocks_in(range(10000, 10100), 100), me("live", 0)) is None
     os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    child.communicate()  # reaps it and closes its pipe
     got = leases.acquire(blocks_in(range(10000, 10100), 100), me("live", 0))
     assert got is not None
     span, reclaimed = got

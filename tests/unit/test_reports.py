@@ -54,7 +54,7 @@ def test_summary_numbers() -> None:
     assert summary.efficiency == pytest.approx(0.75)
     assert summary.bounded_by_longest
     assert format_summary(summary) == (
-        "isolate: 2 workers, 1 domains + 3 free tests, wall 4.00s, test time 6.00s, "
+        "isolate: 2 workers, 1 domain + 3 free tests, wall 4.00s, test time 6.00s, "
         "speedup 1.50x, efficiency 75%; longest domain 4.00s (b +1): it bounds the run, "
         "split it to go faster"
     )
@@ -63,7 +63,15 @@ def test_summary_numbers() -> None:
 def test_no_hint_when_the_longest_domain_is_short() -> None:
     summary = summarize(IDS, [(i,) for i in range(5)], dict.fromkeys(IDS, 1.0), 4, 2.0)
     assert not summary.bounded_by_longest
-    assert format_summary(summary).endswith("longest domain 1.00s (a)")
+    # No domain: the longest is a test, and says so.
+    assert format_summary(summary).endswith("longest test 1.00s (a)")
+
+
+def test_summary_counts_in_the_singular() -> None:
+    summary = summarize(IDS[:2], [(0,), (1,)], {"a": 1.0, "b": 0.5}, workers=1, wall=2.0)
+    assert format_summary(summary).startswith("isolate: 1 worker, 0 domains + 2 free tests,")
+    summary = summarize(IDS[:3], [(0, 1), (2,)], {"a": 1.0}, workers=2, wall=2.0)
+    assert format_summary(summary).startswith("isolate: 2 workers, 1 domain + 1 free test,")
 
 
 def test_report_log_lines_are_sorted_by_test_keeping_phases_in_order() -> None:

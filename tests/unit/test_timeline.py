@@ -319,3 +319,16 @@ def write_docs_png() -> None:
 
 if __name__ == "__main__":
     write_docs_png()
+
+
+def test_the_page_and_the_closing_line_give_the_same_figures() -> None:
+    """One definition of parallelism: given the run's summary, the page's headline shows the
+    closing line's wall time, test time and speedup, not figures of its own."""
+    from pytest_isolate.reports import RunSummary, format_summary
+
+    summary = RunSummary(2, 1, 3, 4.0, 6.0, 4.0, "a", 2)
+    page = render_timeline(RECORDS, "run", summary=summary)
+    assert "wall time 4.0 s · summed test time 6.0 s · 1.50\N{MULTIPLICATION SIGN} parallel" in page
+    assert "speedup 1.50x" in format_summary(summary)
+    # Without a summary the page measures its bars: a different figure for the same records.
+    assert "1.50\N{MULTIPLICATION SIGN} parallel" not in render_timeline(RECORDS, "run")
