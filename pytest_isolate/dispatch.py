@@ -268,15 +268,18 @@ class Dispatcher:
         self._finished.add(test)
         self._done += 1
 
-    def remove_worker(self, name: str) -> int | None:
+    def remove_worker(self, name: str, undelivered: Collection[int] = ()) -> int | None:
         """Forget a worker. Returns the test it was running, if any; the rest is requeued.
 
-        The crashed test counts as done: xdist reports it as failed.
+        The crashed test counts as done: xdist reports it as failed. ``undelivered``: tests
+        sent to it that never reached it (the send failed: it had died), never the crash.
         """
         worker = self._workers.pop(name)
         self._by_slot.remove(worker)
         self._unsatisfy()
         crashed = worker.pending[0] if worker.released else None
+        if crashed in undelivered:
+            crashed = None
         for test in list(worker.pending)[: worker.released]:
             self._unrelease(worker, test)
         requeue = [test for test in worker.pending if test != crashed]

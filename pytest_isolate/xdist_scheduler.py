@@ -57,6 +57,8 @@ class IsolateScheduling:
         self._joined: set[str] = set()  # workers the dispatcher knows
         self._dispatcher: Dispatcher | None = None
         self._aborted = False
+        # Workers a send to failed (going down), and the tests that never reached them.
+        self._unreachable: dict[str, set[int]] = {}
 
     # -- the Scheduling protocol ---------------------------------------------------------
 
@@ -162,7 +164,8 @@ class IsolateScheduling:
             return None
         assert self._dispatcher is not None and self._collection is not None
         self._joined.discard(node.gateway.id)
-        crashed = self._dispatcher.remove_worker(node.gateway.id)
+        undelivered = self._unreachable.pop(node.gateway.id, set())
+        crashed = self._dispatcher.remove_worker(node.gateway.id, undelivered)
         self._dispatch()
         return None if crashed is None else self._collection[crashed]
 
@@ -256,10 +259,22 @@ class IsolateScheduling:
         by_name = {node.gateway.id: node for node in self._nodes}
         for action in actions:
             node = by_name[action.worker]
-            if isinstance(action, Send):
-                node.send_runtest_some(list(action.tests))
-            else:
-                node.shutdown()
+            if node.gateway.id in self._unreachable:
+                if isinstance(action, Send):
+                    self._unreachable[node.gateway.id].update(action.tests)
+                continue
+            try:
+                if isinstance(action, Send):
+                    node.send_runtest_some(list(action.tests))
+                else:
+                    node.shutdown()
+            except (OSError, EOFError) as exc:
+                # The worker died, and xdist has not reported it down yet (two crashes close
+                # together): its channel is closed. It is going down; xdist's report of that
+                # comes next, and remove_node then requeues what it held, as for any crash.
+                self.log(f"{node.gateway.id} is unreachable ({exc}); waiting for it to go down")
+                lost = set(action.tests) if isinstance(action, Send) else set()
+                self._unreachable[node.gateway.id] = lost
 
 
 def worker_count(config: pytest.Config) -> int:

@@ -1,0 +1,142 @@
+"""IsolateScheduling driven by fake nodes, as xdist's own scheduler tests drive theirs: no
+processes, a real pytest config, the real inbox and dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_isolate import transport, wire
+from pytest_isolate.claims import Claim, TestClaims
+from pytest_isolate.xdist_scheduler import IsolateScheduling
+
+COLLECTION = [f"test_m.py::test_{i}" for i in range(6)]
+DB = TestClaims((Claim("name", "db"),))
+CLAIMS = [DB, DB, TestClaims(), TestClaims(), TestClaims(), TestClaims()]
+
+
+@dataclass
+class Gateway:
+    id: str
+
+
+@dataclass
+class FakeNode:
+    """What the scheduler uses of xdist's WorkerController."""
+
+    gateway: Gateway
+    workerinput: dict[str, Any]
+    sent: list[int] = field(default_factory=list)
+    shut: bool = False
+    completed: int = 0  # how many of ``sent`` it has reported complete
+    dead: bool = False  # its channel is closed: every send raises, as execnet's does
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        if self.dead:
+            raise OSError("cannot send (already closed?)")
+        self.sent.extend(indices)
+
+    def shutdown(self) -> None:
+        if self.dead:
+            raise OSError("cannot send (already closed?)")
+        self.shut = True
+
+
+def deliver(inbox: transport.Inbox, worker: str) -> None:
+    """The claims message, as the worker's channel would bring it."""
+    inbox._messages.setdefault(worker, {})
+    inbox._store(worker, ("claims", wire.encode(CLAIMS)))
+
+
+class Log:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
+
+
+def scheduler(pytester: pytest.Pytester, workers: int) -> tuple[IsolateScheduling, list[FakeNode]]:
+    config = pytester.parseconfig("--tx", f"{workers}*popen", "--dist", "load")
+    inbox = transport.Inbox()
+    nodes = []
+    for slot in range(workers):
+        name = f"gw{slot}"
+        deliver(inbox, name)
+        nodes.append(FakeNode(Gateway(name), {"isolate_slot": slot}))
+    return IsolateScheduling(config, Log(), inbox, {}, {}), nodes  # type: ignore[arg-type]
+
+
+def start(sched: IsolateScheduling, nodes: list[FakeNode]) -> None:
+    for node in nodes:
+        sched.add_node(node)  # type: ignore[arg-type]
+    for node in nodes:
+        sched.add_node_collection(node, COLLECTION)  # type: ignore[arg-type]
+        sched.schedule()
+
+
+def finish(sched: IsolateScheduling, node: FakeNode) -> None:
+    """The node completes what it may run (all it was sent but the parked last test, until
+    it is shut down: xdist's rule), one report at a time, as xdist reports them."""
+    while node.completed < len(node.sent) - (0 if node.shut else 1):
+        node.completed += 1
+        sched.mark_test_complete(node, node.sent[node.completed - 1])  # type: ignore[arg-type]
+
+
+def test_every_test_is_sent_once_and_the_domain_to_one_worker(pytester: pytest.Pytester) -> None:
+    sched, nodes = scheduler(pytester, 2)
+    start(sched, nodes)
+    for _ in range(10):
+        for node in nodes:
+            finish(sched, node)
+    sent = sorted(i for node in nodes for i in node.sent)
+    assert sent == list(range(6))
+    assert [0 in node.sent and 1 in node.sent for node in nodes].count(True) == 1
+    assert all(node.shut for node in nodes)
+    assert all(node.sent == sorted(node.sent) for node in nodes)
+    assert sched.tests_finished
+
+
+def test_a_send_to_a_worker_that_died_is_that_worker_going_down(
+    pytester: pytest.Pytester,
+) -> None:
+    """Two crashes close together: xdist has not reported the second worker down when the
+    scheduler sends to it. The send fails; nothing raises, and when xdist does report the
+    worker down, its tests go elsewhere and only the test it ran counts as crashed."""
+    sched, nodes = scheduler(pytester, 2)
+    start(sched, nodes)
+    gw0, gw1 = nodes
+    running = gw1.sent[0]
+    gw1.dead = True
+    finish(sched, gw0)  # completions make the scheduler send to gw1 too: it must not raise
+    crashed = sched.remove_node(gw1)  # type: ignore[arg-type]
+    assert crashed == COLLECTION[running]
+    replacement = FakeNode(Gateway("gw2"), {"isolate_slot": 1})
+    sched.add_node(replacement)  # type: ignore[arg-type]
+    deliver(sched._inbox, "gw2")
+    sched.add_node_collection(replacement, COLLECTION)  # type: ignore[arg-type]
+    sched.schedule()
+    for _ in range(10):
+        for node in (gw0, replacement):
+            finish(sched, node)
+    ran = sorted(i for node in (gw0, replacement) for i in node.sent)
+    assert ran == sorted(i for i in range(6) if i != running)
+    assert sched.tests_finished
+
+
+def test_a_test_that_never_reached_a_dead_worker_is_not_its_crash(
+    pytester: pytest.Pytester,
+) -> None:
+    sched, nodes = scheduler(pytester, 1)
+    (gw0,) = nodes
+    gw0.dead = True  # dead before the first send: nothing it was sent ever ran
+    start(sched, nodes)
+    assert gw0.sent == []
+    assert sched.remove_node(gw0) is None  # type: ignore[arg-type]
+    assert not sched.tests_finished
+
+
+def test_tx_three_times_popen_counts_three_workers(pytester: pytest.Pytester) -> None:
+    from pytest_isolate.xdist_scheduler import worker_count
+
+    assert worker_count(pytester.parseconfig("--tx", "3*popen", "--dist", "load")) == 3
+    assert worker_count(pytester.parseconfig("--tx", "popen", "--tx", "popen")) == 2
