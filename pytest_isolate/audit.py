@@ -330,8 +330,9 @@ class AuditPlugin:
 
     def _scope(self, item: pytest.Item) -> Scope:
         if self._private is None:
-            factory: pytest.TempPathFactory = getattr(self.config, "_tmp_path_factory")  # noqa: B009
-            private = [factory.getbasetemp()]
+            from .session import _basetemp
+
+            private = [_basetemp(self.config)]
             if self.provisioner.worker is not None:
                 private.append(self.provisioner.worker.tmp_path)
             if not hasattr(self.config, "workerinput"):

@@ -32,7 +32,19 @@ def read_file(path: Path) -> dict[str, float]:
         raise pytest.UsageError(
             f"--isolate-durations {path}: expected a JSON object of {{nodeid: seconds}}"
         )
+    for nodeid, seconds in data.items():
+        if not _usable(seconds):
+            raise pytest.UsageError(
+                f"--isolate-durations {path}: {nodeid}: {seconds!r} is not a duration in "
+                "seconds (a finite number, 0 or more)"
+            )
     return {k: float(v) for k, v in data.items()}
+
+
+def _usable(seconds: object) -> bool:
+    """A duration the plan can add up: NaN would make every comparison false (and put
+    every test on one worker), infinity every sum infinite."""
+    return isinstance(seconds, (int, float)) and 0 <= seconds < float("inf")
 
 
 def durations_path(config: pytest.Config) -> Path | None:
@@ -49,7 +61,7 @@ def load(config: pytest.Config) -> dict[str, float]:
     if cache is not None:
         cached = cache.get(CACHE_KEY, {})
         if isinstance(cached, dict):
-            recorded.update((k, float(v)) for k, v in cached.items() if isinstance(v, (int, float)))
+            recorded.update((k, float(v)) for k, v in cached.items() if _usable(v))
     path = durations_path(config)
     if path is not None:
         recorded.update(read_file(path))

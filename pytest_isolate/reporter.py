@@ -111,7 +111,12 @@ class Reporter:
                 )
             timeline = self.config.getoption("isolate_timeline")
             if timeline and self._ran():
-                self.write_timeline(Path(timeline))
+                try:
+                    self.write_timeline(Path(timeline))
+                except OSError as exc:  # checked at configure; the disk may still fill up
+                    terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+                    if terminal is not None:
+                        terminal.write_line(f"isolate: --isolate-timeline {timeline}: {exc}")
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_terminal_summary(self) -> Generator[None, None, None]:

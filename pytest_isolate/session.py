@@ -85,6 +85,7 @@ def configure(config: pytest.Config) -> None:
         timeout = parse_timeout(config.getoption("isolate_timeout"), "--isolate-timeout")
     except TimeoutError_ as exc:
         raise pytest.UsageError(str(exc)) from exc
+    _check_timeline_path(config)
     raw_shard = config.getoption("isolate_shard")
     if raw_shard:
         from .shard import parse_shard
@@ -137,6 +138,21 @@ _NO_TESTS = (
     "markers",
     "setupplan",
 )
+
+
+def _check_timeline_path(config: pytest.Config) -> None:
+    """--isolate-timeline PATH: a directory it can be written in, checked before any test
+    runs rather than found out after all of them."""
+    raw = config.getoption("isolate_timeline")
+    if not raw or _is_worker(config):
+        return
+    path = Path(config.invocation_params.dir, raw)
+    parent = path.parent
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        why = "is a directory" if path.is_dir() else f"cannot be written in {parent}"
+        raise pytest.UsageError(
+            f"--isolate-timeline {raw}: {why}; give a file path in a writable directory"
+        )
 
 
 def _runs_tests(config: pytest.Config) -> bool:
@@ -291,9 +307,7 @@ class IsolateState:
         workerinput = getattr(self.config, "workerinput", {})
         slot = int(workerinput.get("isolate_slot", 0))
         worker_id = str(workerinput.get("workerid", "main"))
-        # The factory behind tmp_path: its basetemp is per worker and follows --basetemp.
-        factory: pytest.TempPathFactory = getattr(self.config, "_tmp_path_factory")  # noqa: B009
-        basetemp = factory.getbasetemp()
+        basetemp = _basetemp(self.config)
         try:
             worker = self.provisioner.setup(slot, worker_id, self.run_id, basetemp / "isolate")
         except (ports.PortsError, database.DatabaseError) as exc:
@@ -458,16 +472,33 @@ class IsolateState:
 def _warn_unused_capacity(
     config: pytest.Config, capacity: dict[str, int], claims: Sequence[TestClaims]
 ) -> None:
+    """A line in the header, not a Python warning: -k, a path or a shard may leave a counted
+    resource unused, and under ``filterwarnings = error`` a warning here would end the run
+    in an internal error."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
     for name in unused_capacity(capacity, claims):
-        # A warning, not an error: -k or a shard may leave a counted resource unused.
-        config.issue_config_time_warning(
-            pytest.PytestConfigWarning(
-                f"isolate_capacity names {name!r}, but no test in this run declares "
-                f"resource({name!r}); a typo in the ini or in a marker? Tests whose "
-                "resource() names are not in isolate_capacity hold them exclusively."
-            ),
-            stacklevel=2,
+        reporter.write_line(
+            f"isolate: isolate_capacity names {name!r}, but no test of this run declares "
+            f"resource({name!r}) (a typo in the ini or in a marker? resource() names not in "
+            "isolate_capacity are held exclusively)"
         )
+
+
+def _basetemp(config: pytest.Config) -> Path:
+    """pytest's basetemp (per worker, following --basetemp), where the worker's directory
+    goes; under ``-p no:tmpdir`` a directory of this process's own, removed at exit."""
+    # The factory behind tmp_path; absent under -p no:tmpdir.
+    factory: pytest.TempPathFactory | None = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        return factory.getbasetemp()
+    import shutil
+    import tempfile
+
+    made = Path(tempfile.mkdtemp(prefix="pytest-isolate-"))
+    config.add_cleanup(lambda: shutil.rmtree(made, ignore_errors=True))
+    return made
 
 
 def _exit_status(node: WorkerController) -> int | None:

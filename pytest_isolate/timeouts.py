@@ -59,8 +59,11 @@ def parse_timeout(raw: object, where: str) -> float | None:
         seconds = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         seconds = -1.0
-    if not seconds > 0:
-        raise TimeoutError_(f"{where}: {raw!r} is not a positive number of seconds")
+    if not 0 < seconds < float("inf"):  # NaN fails both
+        raise TimeoutError_(
+            f"{where}: {raw!r} is not a positive, finite number of seconds (leave it out for "
+            "no timeout)"
+        )
     return seconds
 
 

@@ -100,8 +100,13 @@ def test_fine():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--isolate-timeout", "soon"], "--isolate-timeout: 'soon' is not a positive number"),
-        (["--isolate-timeout", "-3"], "--isolate-timeout: '-3' is not a positive number"),
+        (["--isolate-timeout", "soon"], "--isolate-timeout: 'soon' is not a positive, finite"),
+        (["--isolate-timeout", "-3"], "--isolate-timeout: '-3' is not a positive, finite"),
+        (["--isolate-timeout", "inf"], "--isolate-timeout: 'inf' is not a positive, finite"),
+        (["--isolate-timeout", "nan"], "--isolate-timeout: 'nan' is not a positive, finite"),
+        (["--isolate-timeline", "no/such/dir/t.html"], "--isolate-timeline no/such/dir/t.html"),
+        (["--isolate-timeline", "."], "--isolate-timeline .: is a directory"),
+        (["--isolate-durations", "nan.json"], "nan.json: test_one.py::test_one: nan is not a"),
         (["--isolate-ports-per-worker", "0"], "'0' is not a whole number from 1 to 10000"),
         (["--isolate-db-url", "mysql://x/y"], "--isolate-db-url"),
         (["-o", "isolate_capacity=gpu"], "isolate_capacity: 'gpu' is not NAME:COUNT"),
@@ -111,6 +116,7 @@ def test_bad_options_are_one_usage_error(
     pytester: pytest.Pytester, args: list[str], message: str
 ) -> None:
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    (pytester.path / "nan.json").write_text('{"test_one.py::test_one": NaN}')
     result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
@@ -125,7 +131,7 @@ def test_bad_options_are_one_usage_error(
         ("resource()", "needs at least one resource name"),
         ('resource("")', "names must be non-empty strings"),
         ('resource("db", moed="shared")', "unknown keyword argument(s): moed"),
-        ('isolate_timeout("never")', "isolate_timeout(): 'never' is not a positive number"),
+        ('isolate_timeout("never")', "isolate_timeout(): 'never' is not a positive, finite number"),
     ],
 )
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
@@ -574,15 +580,36 @@ def test_free(i):
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
-def test_an_unused_capacity_name_is_a_warning_naming_it(
+def test_an_unused_capacity_name_is_a_line_naming_it_not_a_warning(
     pytester: pytest.Pytester, workers: list[str]
 ) -> None:
-    pytester.makeini("[pytest]\nisolate_capacity = gpu:2 gpus:1\n")
+    # Not a Python warning: under filterwarnings = error that was an INTERNALERROR.
+    pytester.makeini("[pytest]\nisolate_capacity = gpu:2 gpus:1\nfilterwarnings = error\n")
     pytester.makepyfile(
         test_gpu='import pytest\n\n@pytest.mark.resource("gpu")\ndef test_a():\n    pass\n'
     )
     result = pytester.runpytest_subprocess("-p", "isolate", *workers)
-    result.assert_outcomes(passed=1, warnings=1)
+    result.assert_outcomes(passed=1)
     out = result.stdout.str()
-    assert "isolate_capacity names 'gpus', but no test in this run declares resource('gpus')" in out
+    assert "isolate_capacity names 'gpus', but no test of this run declares resource('gpus')" in out
+    assert "INTERNALERROR" not in out
+    assert "warnings summary" not in out and " warning" not in out.splitlines()[-1]
     assert "names 'gpu'," not in out
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
+def test_without_the_tmpdir_plugin_the_workers_still_get_their_directories(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_dirs="""
+import os
+
+def test_dirs(isolate_worker):
+    assert isolate_worker.tmp_path.is_dir()
+    assert os.environ["PYTEST_ISOLATE_TMP"] == str(isolate_worker.tmp_path)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", "-p", "no:tmpdir", *workers)
+    result.assert_outcomes(passed=1)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
