@@ -154,6 +154,10 @@ def from_report(payload: object, nodeid: str) -> tuple[float, str] | None:
     return float(payload["seconds"]), str(payload["stack"])
 
 
+#: How faulthandler's dump_traceback_later starts what it writes at the deadline.
+FAULTHANDLER_TIMEOUT = "Timeout ("
+
+
 def read_stack(directory: Path, nodeid: str) -> tuple[float, str] | None:
     """Controller side, local worker: the deadline and stack faulthandler's backstop left."""
     try:
@@ -161,7 +165,9 @@ def read_stack(directory: Path, nodeid: str) -> tuple[float, str] | None:
     except OSError:
         return None
     lines = text.splitlines()
-    if len(lines) < 2 or lines[0] != nodeid:
+    if len(lines) < 3 or lines[0] != nodeid or not lines[2].startswith(FAULTHANDLER_TIMEOUT):
+        # The file is written as the test starts; only faulthandler's dump at the deadline
+        # makes it a timeout. A worker that crashed before (a segfault) left the header only.
         return None
     return float(lines[1]), "\n".join(lines[2:])
 

@@ -416,18 +416,22 @@ def test_free(i):
         ),
     ],
 )
+@pytest.mark.parametrize("timeout", [[], ["--isolate-timeout", "60"]], ids=["", "timeout"])
 def test_a_crash_costs_only_its_test_and_the_domain_goes_on(
-    pytester: pytest.Pytester, crash: str, cause: str
+    pytester: pytest.Pytester, crash: str, cause: str, timeout: list[str]
 ) -> None:
+    # With --isolate-timeout too: a crash is named by what happened, never a timeout (the
+    # watchdog's file, written as each test starts, once made every crash one).
     pytester.makepyfile(test_crash=CRASHES.replace("{crash}", crash))
     result = pytester.runpytest_subprocess(
-        "-p", "isolate", "-n", "2", "-v", "--no-isolate-rerun-alone"
+        "-p", "isolate", "-n", "2", "-v", "--no-isolate-rerun-alone", *timeout
     )
     # Every collected test has exactly one outcome; the rest of the domain ran.
     result.assert_outcomes(passed=7, failed=1)
     out = result.stdout.str()
     assert "crashed while running 'test_crash.py::test_db[1]'" in out
     assert cause in out  # the signal or exit code, in the crashed test's report
+    assert "Timeout" not in out
     for i in (2, 3):
         assert f"PASSED test_crash.py::test_db[{i}]" in out
     assert "replacing crashed worker" in out
