@@ -138,24 +138,38 @@ class Leases:
                     live.append(span)
                 else:
                     dead.append((span, owner))
-                    self._path(start).unlink(missing_ok=True)
+                    self._remove(start)
             previous = [
                 span
                 for span, owner in dead
                 if owner.run_id == holder.run_id and owner.slot == holder.slot
             ]
             for span in [c for c in candidates if c in previous] + candidates:
-                if not any(_overlap(span, other) for other in live):
-                    self._write(span, holder)
+                if not any(_overlap(span, other) for other in live) and self._write(span, holder):
                     return span, [owner for _, owner in dead]
         return None
 
-    def _write(self, span: range, holder: Holder) -> None:
+    def _remove(self, start: int) -> bool:
+        """Remove a lease file; False where it is another user's in the shared, sticky
+        directory: then it stays, a dead lease that a later write over it reuses."""
+        try:
+            self._path(start).unlink(missing_ok=True)
+        except PermissionError:
+            return False
+        return True
+
+    def _write(self, span: range, holder: Holder) -> bool:
+        """Write the lease; False where another user's dead lease of that start is there and
+        not writable for us (the span is skipped: it never blocks us, nor we them)."""
         path = self._path(span.start)
         payload = {"start": span.start, "stop": span.stop, "holder": holder._asdict()}
-        path.write_text(json.dumps(payload))
+        try:
+            path.write_text(json.dumps(payload))
+        except PermissionError:
+            return False
         with contextlib.suppress(PermissionError):
             path.chmod(0o666)
+        return True
 
     def release(self, span: range, holder: Holder) -> None:
         with locked(self._lock_path):
@@ -168,8 +182,7 @@ class Leases:
         removed = []
         with locked(self._lock_path):
             for start, (span, owner) in sorted(self._read_all().items()):
-                if not is_alive(owner):
-                    self._path(start).unlink(missing_ok=True)
+                if not is_alive(owner) and self._remove(start):
                     removed.append((span, owner))
         return removed
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -229,3 +231,77 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+ANOTHER_USER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from pytest_isolate.leases import Leases, me
+    leases = Leases("ports", Path(sys.argv[1]))
+    freed = leases.reclaim()
+    got = leases.acquire([range(10000, 10050), range(10050, 10100), range(10100, 10150)],
+                         me("theirs", 0))
+    print(json.dumps({"freed": [h.run_id for _, h in freed], "got": got and got[0].start}))
+    """
+)
+
+
+def _reachable_by_others(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o001 for p in path.parents if p != Path("/"))
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as two users"
+)
+def test_another_users_dead_leases_never_stop_a_run() -> None:
+    """One user's run was killed (SIGKILL) and left its leases in the shared, sticky lease
+    directory; another user cannot remove them. Their pytest must still get a block: the
+    dead lease it can write over is reused, the one it cannot is skipped."""
+    # Where the other user can reach it (pytest's own temp dirs are private to root).
+    with tempfile.TemporaryDirectory(dir="/tmp") as outside:
+        _another_user_takes_a_block(Path(outside) / "leases")
+
+
+def _another_user_takes_a_block(shared: Path) -> None:
+    shared.mkdir()
+    shared.parent.chmod(0o755)
+    shared.chmod(0o1777)  # as lease_dir() makes it: shared by every user, sticky
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    ghost = Holder(int(dead.stdout), "1", "killed-run", 0)
+    for slot, start in enumerate((10000, 10050)):
+        lease = shared / f"ports-{start}.lease"
+        holder = ghost._replace(slot=slot)._asdict()
+        lease.write_text(json.dumps({"start": start, "stop": start + 50, "holder": holder}))
+        lease.chmod(0o644 if start == 10000 else 0o666)  # 10000: not writable by others
+    (shared / "ports.lock").touch()
+    (shared / "ports.lock").chmod(0o666)  # as locked() leaves it
+    import pytest_isolate
+
+    source = Path(pytest_isolate.__file__).resolve().parents[1]
+    if not Path("/usr/bin/python3").exists() or not _reachable_by_others(source / "x"):
+        pytest.skip("no system python3, or the package is not readable by another user here")
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", ANOTHER_USER, str(shared)],
+        env={"PYTHONPATH": str(source), "PATH": "/usr/bin:/bin"},
+        user="nobody",
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    # Neither file could be removed: nothing counts as freed, and nothing raised.
+    assert result["freed"] == []
+    # 10000 is skipped (not writable); 10050 is written over and reused.
+    assert result["got"] == 10050
+    assert sorted(p.name for p in shared.glob("*.lease")) == [
+        "ports-10000.lease",
+        "ports-10050.lease",
+    ]
