@@ -313,7 +313,10 @@ class Reruns:
             # Else it would overwrite the run's own coverage data and reports with one test's.
             extra.append("--no-cov")
         extra.append(f"--basetemp={here / 'basetemp'}")
-        extra += ["-o", f"cache_dir={here / 'cache'}"]
+        if config.pluginmanager.has_plugin("cacheprovider"):
+            # Its own cache; under -p no:cacheprovider the key is unknown (a warning, an
+            # error under filterwarnings = error).
+            extra += ["-o", f"cache_dir={here / 'cache'}"]
         if config.inipath is not None:
             extra += ["-c", str(config.inipath)]
         if options.xdist_loaded(config):

@@ -252,6 +252,21 @@ def test_a_test_failing_alone_too_is_not_parallel_only(pytester: pytest.Pytester
     assert [r for r in runs(pytester) if r[1] == "alone"] == [("test_bad.py::test_bad", "alone")]
 
 
+def test_reruns_decide_without_the_cache_and_with_warnings_as_errors(
+    pytester: pytest.Pytester,
+) -> None:
+    # A common configuration: the rerun once added -o cache_dir=..., an unknown key under
+    # -p no:cacheprovider, which filterwarnings = error made an internal error in every rerun.
+    pytester.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    pytester.makepyfile(test_bad="def test_bad():\n    assert 0\n\ndef test_fine():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, passed=1)
+    assert section(result) == [
+        "fails alone too test_bad.py::test_bad: failed when rerun alone",
+        "isolate: 0 of 1 failed test passed when rerun alone",
+    ], result.stdout.str()
+
+
 def test_reruns_are_capped_in_count_and_in_time(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(LOGGING_CONFTEST)
     pytester.makepyfile(
@@ -288,6 +303,10 @@ def test_bad(i):
         "not rerun test_bad.py::test_bad[1]: isolate_rerun_budget spent",
         "not rerun test_bad.py::test_bad[2]: isolate_rerun_budget spent",
     ]
+    # The summary counts what was decided: nothing here.
+    assert section(result)[-1] == (
+        "isolate: 0 of 0 failed tests passed when rerun alone (3 more not rerun or not decided)"
+    )
     assert [r for r in runs(pytester) if r[1] == "alone"] == []
 
 
