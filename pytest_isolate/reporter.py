@@ -26,6 +26,7 @@ from . import durations, reports
 from .autoscale import RunHistory
 from .claims import TestClaims
 from .domains import build_domains
+from .options import EXPLICIT_DIST
 
 
 class Reporter:
@@ -35,6 +36,7 @@ class Reporter:
         self._domain_number: dict[str, int] = {}
         self.nodeids: list[str] = []
         self.domains: list[tuple[int, ...]] = []
+        self.claims: list[TestClaims] = []
         self.positions: dict[str, int] = {}
         self.started = time.time()
         self._spans: dict[str, list[Any]] = {}  # nodeid -> [start, stop, worker, outcome]
@@ -50,6 +52,7 @@ class Reporter:
         if self.nodeids:
             return
         self.nodeids = list(nodeids)
+        self.claims = list(claims)
         self.domains = build_domains(claims)
         self._domain_number = {
             self.nodeids[i]: number for number, domain in enumerate(self.domains) for i in domain
@@ -146,6 +149,17 @@ class Reporter:
     def _write_closing_line(self) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
+            return
+        if self.config.stash.get(EXPLICIT_DIST, False):
+            # xdist's own scheduler ran the tests: no domain was kept, no resource enforced.
+            declared = sum(1 for claims in self.claims if not claims.is_plain)
+            if declared:
+                reporter.write_line(
+                    f"isolate: --dist {self.config.option.dist} was given, so xdist's own "
+                    f"scheduler ran the tests: the declarations of {declared} of them "
+                    "(resource, serial, counted resources) were not enforced; leave --dist "
+                    "out to have pytest-isolate schedule them"
+                )
             return
         reporter.write_line(reports.format_summary(self.summary()))
 

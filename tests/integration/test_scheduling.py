@@ -67,6 +67,14 @@ def test_redis(i):
     run = checked.run("-n", "4", "--dist", "load", "-v")
     assert "scheduling tests via LoadScheduling" in run.result.stdout.str()
     assert any("overlaps" in v for v in run.violations), run.violations
+    # The run says so, in one line, and claims no domains it did not keep.
+    run.result.stdout.fnmatch_lines(
+        [
+            "isolate: --dist load was given, so xdist's own scheduler ran the tests: the "
+            "declarations of 8 of them (*) were not enforced; leave --dist out *"
+        ]
+    )
+    assert "domain" not in run.result.stdout.str()
 
 
 def test_shared_readers_overlap_but_never_with_a_writer(checked: Checked) -> None:
