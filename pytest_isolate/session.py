@@ -126,6 +126,8 @@ def configure(config: pytest.Config) -> None:
             rerun.configure(config, reporter)
     if options.xdist_loaded(config):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
+        if _is_worker(config):
+            config.pluginmanager.register(SendableReports(), "isolate-sendable")
 
 
 #: Modes in which pytest runs no test: no leases, no database server, no run record.
@@ -484,6 +486,39 @@ def _warn_unused_capacity(
             f"resource({name!r}) (a typo in the ini or in a marker? resource() names not in "
             "isolate_capacity are held exclusively)"
         )
+
+
+class SendableReports:
+    """Worker side: reports that execnet can send.
+
+    execnet sends only text that encodes to UTF-8; a report holding a lone surrogate (output
+    decoded with ``surrogateescape``, a test of bad encodings) made the worker's send raise,
+    the worker go down, and every test after it go unreported, under plain xdist too. Such
+    text is carried escaped (a backslash escape of each such code point), and the run goes on.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_to_serializable(self, report: object) -> Generator[None, Any, Any]:
+        data = yield
+        return _sendable(data)
+
+
+def _sendable(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.isascii():  # nearly every string, in C: the rest is rare
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {key: _sendable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_sendable(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_sendable(item) for item in value)
+    return value
 
 
 def _basetemp(config: pytest.Config) -> Path:

@@ -617,3 +617,40 @@ def test_dirs(isolate_worker):
     result = pytester.runpytest_subprocess("-p", "isolate", "-p", "no:tmpdir", *workers)
     result.assert_outcomes(passed=1)
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+SURROGATES = r"""
+import sys
+import pytest
+
+BAD = b"caf\xe9 \xff".decode("utf-8", "surrogateescape") + "\ud800"
+
+@pytest.mark.parametrize("i", range(3))
+def test_before(i):
+    pass
+
+def test_bad_encodings():
+    print("printed:", BAD)
+    sys.stderr.write("to stderr: " + BAD + "\n")
+    assert BAD == "plain", "message: " + BAD
+
+@pytest.mark.parametrize("i", range(3))
+def test_after(i):
+    pass
+"""
+
+
+def test_a_report_with_lone_surrogates_is_sent_escaped_and_the_run_goes_on(
+    pytester: pytest.Pytester,
+) -> None:
+    # Under plain xdist execnet refuses such a report ("strings must be utf-8 encodable"),
+    # the worker goes down and the tests after it are never reported.
+    pytester.makepyfile(test_enc=SURROGATES)
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "-p", "no:randomly", "--no-isolate-rerun-alone", "-rf"
+    )
+    result.assert_outcomes(passed=6, failed=1)
+    out = result.stdout.str()
+    assert "FAILED test_enc.py::test_bad_encodings" in out
+    assert "\\udce9" in out and "\\udcff" in out and "\\ud800" in out  # shown, escaped
+    assert "crashed" not in out and "node down" not in out
