@@ -86,6 +86,13 @@ def claims_of(item: pytest.Item, capacity: Mapping[str, int]) -> TestClaims:
     claims = item.stash.get(CLAIMS_KEY, None)
     if claims is None:
         marks = marks_of(item)
+        for mark in marks["serial"]:
+            if mark.args or mark.kwargs:
+                given = ", ".join([*map(repr, mark.args), *(f"{k}=" for k in mark.kwargs)])
+                raise DeclarationError(
+                    f"serial takes no arguments, got serial({given}): it means no other test "
+                    "runs meanwhile; to keep tests apart by a name, use resource(...)"
+                )
         if marks["resource"] or marks["xdist_group"] or marks["serial"]:
             claims = parse_declaration(declaration_of(item), str(item.config.rootpath), capacity)
         else:
@@ -101,6 +108,8 @@ def timeout_of(item: pytest.Item, default: float | None) -> float | None:
         return default
     mark = found[0]
     raw = mark.args[0] if mark.args else mark.kwargs.get("seconds")
+    if raw is None:
+        raise TimeoutError_("isolate_timeout() needs the seconds, e.g. isolate_timeout(30)")
     return parse_timeout(raw, "isolate_timeout()")
 
 

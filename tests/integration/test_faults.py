@@ -132,6 +132,8 @@ def test_bad_options_are_one_usage_error(
         ('resource("")', "names must be non-empty strings"),
         ('resource("db", moed="shared")', "unknown keyword argument(s): moed"),
         ('isolate_timeout("never")', "isolate_timeout(): 'never' is not a positive, finite number"),
+        ("isolate_timeout()", "isolate_timeout() needs the seconds"),
+        ('serial("db")', "serial takes no arguments, got serial('db')"),
     ],
 )
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
