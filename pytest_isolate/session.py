@@ -491,16 +491,23 @@ def _warn_unused_capacity(
 class SendableReports:
     """Worker side: reports that execnet can send.
 
-    execnet sends only text that encodes to UTF-8; a report holding a lone surrogate (output
-    decoded with ``surrogateescape``, a test of bad encodings) made the worker's send raise,
-    the worker go down, and every test after it go unreported, under plain xdist too. Such
-    text is carried escaped (a backslash escape of each such code point), and the run goes on.
+    execnet sends only its own plain types, and text that encodes to UTF-8. A report holding
+    a lone surrogate (output decoded with ``surrogateescape``, a test of bad encodings) or an
+    object (pytest 9's subtest reports carry the subTest's parameters: a ``range``, a
+    ``Fraction``) made the worker's send fail: under plain xdist the test fails with
+    execnet's DumpError, or the worker goes down and the tests after it go unreported. Such
+    text is carried backslash-escaped and such objects as their ``repr``, what the terminal
+    would show of them, and the run goes on.
     """
 
     @pytest.hookimpl(wrapper=True)
     def pytest_report_to_serializable(self, report: object) -> Generator[None, Any, Any]:
         data = yield
         return _sendable(data)
+
+
+#: What execnet's serializer sends as it is (containers are walked).
+_PLAIN = (bool, int, float, complex, bytes, type(None))
 
 
 def _sendable(value: Any) -> Any:
@@ -512,13 +519,13 @@ def _sendable(value: Any) -> Any:
         except UnicodeEncodeError:
             return value.encode("utf-8", "backslashreplace").decode("utf-8")
         return value
+    if isinstance(value, _PLAIN):
+        return value
     if isinstance(value, dict):
-        return {key: _sendable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_sendable(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_sendable(item) for item in value)
-    return value
+        return {_sendable(key): _sendable(item) for key, item in value.items()}
+    if type(value) in (list, tuple, set, frozenset):
+        return type(value)(_sendable(item) for item in value)
+    return _sendable(repr(value))
 
 
 def _basetemp(config: pytest.Config) -> Path:
