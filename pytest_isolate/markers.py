@@ -72,6 +72,31 @@ def _chain(node: Node, chains: dict[int, tuple[pytest.Mark, ...]]) -> tuple[pyte
     return found
 
 
+#: The user property a test carries when it declared something after collection.
+LATE_PROPERTY = "isolate_declared_late"
+_SCHEDULED = ("resource", "xdist_group", "serial")
+
+
+def declared_late(item: pytest.Item) -> str:
+    """What ``item`` declared after the schedule was made (``request.applymarker`` in a
+    fixture, ``item.add_marker`` in a setup hook), as text; "" for nothing (most tests: a
+    look at its own marks, usually none)."""
+    if not item.own_markers:
+        return ""
+    known = item.stash.get(MARKS_KEY, _NONE)
+    late = [
+        mark
+        for mark in item.own_markers
+        if mark.name in _SCHEDULED and mark not in known[mark.name]
+    ]
+    return ", ".join(_spelled(mark) for mark in late)
+
+
+def _spelled(mark: pytest.Mark) -> str:
+    args = [*map(repr, mark.args), *(f"{k}={v!r}" for k, v in mark.kwargs.items())]
+    return f"{mark.name}({', '.join(args)})" if args else mark.name
+
+
 def declaration_of(item: pytest.Item) -> Declaration:
     marks = marks_of(item)
     return Declaration(

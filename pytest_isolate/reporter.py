@@ -26,6 +26,7 @@ from . import durations, reports
 from .autoscale import RunHistory
 from .claims import TestClaims
 from .domains import build_domains
+from .markers import LATE_PROPERTY
 from .options import EXPLICIT_DIST
 
 
@@ -37,6 +38,7 @@ class Reporter:
         self.nodeids: list[str] = []
         self.domains: list[tuple[int, ...]] = []
         self.claims: list[TestClaims] = []
+        self.late: dict[str, str] = {}  # nodeid -> what it declared after collection
         self.positions: dict[str, int] = {}
         self.started = time.time()
         self._spans: dict[str, list[Any]] = {}  # nodeid -> [start, stop, worker, outcome]
@@ -88,6 +90,10 @@ class Reporter:
         if node is not None:
             span[2] = node.gateway.id
         span[3] = _outcome(report, span[3])
+        if report.when == "call" and report.user_properties:
+            for name, value in report.user_properties:
+                if name == LATE_PROPERTY:
+                    self.late[nodeid] = str(value)
 
     @pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under -p no:xdist
     def pytest_handlecrashitem(self, crashitem: str) -> None:
@@ -128,6 +134,8 @@ class Reporter:
         try:
             return (yield)
         finally:
+            if self.late:
+                self._write_late_declarations()
             if self._ran() and self.config.pluginmanager.has_plugin("dsession"):
                 # Only where tests ran on workers: in-process, pytest's own line says it all.
                 self._write_closing_line()
@@ -145,6 +153,19 @@ class Reporter:
         if reporter is not None:
             for found in reporter.stats.values():
                 found.sort(key=lambda rep: key(getattr(rep, "nodeid", None) or ""))
+
+    def _write_late_declarations(self) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        key = reports.sort_key(self.positions)
+        for nodeid in sorted(self.late, key=key):
+            reporter.write_line(
+                f"isolate: {nodeid} declared {self.late[nodeid]} while it ran (a fixture's "
+                "request.applymarker?): the schedule was made at collection, so it was not "
+                "enforced; declare it on the test, its class or module, or in "
+                "pytest_collection_modifyitems"
+            )
 
     def _write_closing_line(self) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -340,6 +340,14 @@ class IsolateState:
             )
         return lines
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        # After setup: a fixture may have declared a resource (request.applymarker), too
+        # late to be scheduled. The reporter names it.
+        late = markers.declared_late(item)
+        if late:
+            item.user_properties.append((markers.LATE_PROPERTY, late))
+
     def pytest_report_collectionfinish(self) -> str | None:
         return self.shard_note
 

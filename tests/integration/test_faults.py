@@ -727,3 +727,38 @@ def test_two_crashes_close_together_cost_only_their_tests(pytester: pytest.Pytes
         assert result.ret == pytest.ExitCode.TESTS_FAILED
         result.assert_outcomes(passed=18, failed=2)
         assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+LATE = """
+import time
+import pytest
+
+@pytest.fixture
+def redis(request):
+    request.applymarker(pytest.mark.resource("redis"))  # too late: scheduled already
+
+@pytest.mark.parametrize("i", range(2))
+def test_uses_redis(redis, i):
+    time.sleep(0.05)
+
+@pytest.mark.resource("db")
+def test_declared(request):
+    pass
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
+def test_a_resource_declared_while_the_test_runs_is_named_as_not_enforced(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    pytester.makepyfile(test_late=LATE)
+    result = pytester.runpytest_subprocess("-p", "isolate", "-p", "no:randomly", *workers)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "isolate: test_late.py::test_uses_redis[[]0[]] declared resource('redis') while "
+            "it ran (*): the schedule was made at collection, so it was not enforced; *",
+            "isolate: test_late.py::test_uses_redis[[]1[]] declared resource('redis') *",
+        ]
+    )
+    assert "test_declared declared" not in result.stdout.str()
