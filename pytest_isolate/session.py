@@ -613,11 +613,18 @@ class XdistHooks:
         self.inbox = transport.Inbox()
         self.scheduler: IsolateScheduling | None = None
         self.slots: dict[str, int] = {}  # live worker id -> slot
+        self.crashed: list[int] = []  # slots of crashed workers, not yet taken over
 
     def pytest_configure_node(self, node: WorkerController) -> None:
-        # The lowest free slot: a replacement takes over its crashed predecessor's.
+        # A replacement takes over its crashed predecessor's slot (its queue, its port
+        # block), even where a worker that finished has left a lower slot free; else the
+        # lowest free slot.
         taken = set(self.slots.values())
-        slot = next(s for s in range(len(taken) + 1) if s not in taken)
+        if self.crashed:
+            slot = min(self.crashed)
+            self.crashed.remove(slot)
+        else:
+            slot = next(s for s in range(len(taken) + 1) if s not in taken)
         self.slots[node.gateway.id] = slot
         node.workerinput["isolate_slot"] = slot
         node.workerinput["isolate_run_id"] = self.state.run_id
@@ -664,7 +671,9 @@ class XdistHooks:
         )
 
     def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
-        self.slots.pop(node.gateway.id, None)
+        slot = self.slots.pop(node.gateway.id, None)
+        if error is not None and slot is not None:
+            self.crashed.append(slot)  # for its replacement, if xdist starts one
         message = self.inbox.get(node.gateway.id, "worker")
         if error is None or message is None:
             return

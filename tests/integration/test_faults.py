@@ -762,3 +762,51 @@ def test_a_resource_declared_while_the_test_runs_is_named_as_not_enforced(
         ]
     )
     assert "test_declared declared" not in result.stdout.str()
+
+
+SLOT_AFTER_CRASH = """
+import os, time
+import pytest
+
+def record(name, worker):
+    with open(os.path.join(os.environ["SLOTS_DIR"], name), "w") as f:
+        f.write(str(worker.slot))
+
+@pytest.mark.resource("svc")
+def test_first(isolate_worker):
+    record("first", isolate_worker)
+    time.sleep(1.5)  # meanwhile the other worker, with nothing to do, ends and leaves
+
+@pytest.mark.resource("svc")
+def test_crash():
+    os._exit(1)
+
+@pytest.mark.resource("svc")
+def test_after(isolate_worker):
+    record("after", isolate_worker)
+"""
+
+
+def test_a_replacement_takes_its_predecessors_slot_when_a_lower_one_is_free(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The idle worker has left slot 0 free when the domain's worker (slot 1, say) crashes:
+    # the replacement must take slot 1 (its queue, its port block), not the lowest free.
+    monkeypatch.setenv("SLOTS_DIR", str(pytester.path))
+    pytester.makepyfile(test_slots=SLOT_AFTER_CRASH)
+    # gw0 (slot 0) collects late, so gw1 (slot 1) joins first and takes the domain.
+    pytester.makeconftest(
+        """
+        import os, time
+
+        def pytest_collection_modifyitems(items):
+            if os.environ.get("PYTEST_XDIST_WORKER") == "gw0":
+                time.sleep(1.0)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "-p", "no:randomly", "--no-isolate-rerun-alone"
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    assert (pytester.path / "first").read_text() == "1"
+    assert (pytester.path / "after").read_text() == "1"
