@@ -361,6 +361,8 @@ class IsolateState:
             if reporter is not None:
                 reporter.write_line(f"isolate: shard {raw} has no tests to run")
         self.provisioner.teardown()
+        if self.watchdog is not None:
+            self.watchdog.close()
         if not self.is_worker and not self.config.getoption("isolate_plan"):
             durations.store(self.config, self.measured)
 

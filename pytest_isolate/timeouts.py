@@ -86,6 +86,10 @@ class Watchdog:
         self.hard = hard
         self.report = report
         self.stop_own_group = stop_own_group
+        # Soft (in-process): where the stack goes at the deadline. stderr as it is now, made
+        # before output capture (pytest's is suspended between tests' phases): during a test
+        # sys.stderr and fd 2 are captured, and the stack of a passing test would be lost.
+        self._terminal = -1 if hard else _dup_stderr()
         self._file: IO[str] | None = None
         self._cancelled: threading.Event | None = None
         # Held by the thread from the deadline on, so disarm() never returns while the
@@ -94,7 +98,8 @@ class Watchdog:
 
     def arm(self, nodeid: str, seconds: float) -> None:
         if not self.hard:
-            faulthandler.dump_traceback_later(seconds, exit=False, file=sys.stderr)
+            where = self._terminal if self._terminal >= 0 else sys.stderr
+            faulthandler.dump_traceback_later(seconds, exit=False, file=where)
             return
         self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - kept open
         self._file.write(f"{nodeid}\n{seconds}\n")
@@ -137,6 +142,20 @@ class Watchdog:
             self._file.close()
             self._file = None
             self.path.unlink(missing_ok=True)
+
+
+    def close(self) -> None:
+        if self._terminal >= 0:
+            os.close(self._terminal)
+            self._terminal = -1
+
+
+def _dup_stderr() -> int:
+    """A descriptor of stderr as it is now; -1 where there is none to duplicate."""
+    try:
+        return os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return -1
 
 
 def dump_stacks() -> str:

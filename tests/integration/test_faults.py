@@ -810,3 +810,23 @@ def test_a_replacement_takes_its_predecessors_slot_when_a_lower_one_is_free(
     result.assert_outcomes(passed=2, failed=1)
     assert (pytester.path / "first").read_text() == "1"
     assert (pytester.path / "after").read_text() == "1"
+
+
+def test_an_in_process_timeout_shows_the_stack_past_output_capture(
+    pytester: pytest.Pytester,
+) -> None:
+    # Without -n the deadline dumps the stack and the test goes on; the dump went to the
+    # captured stderr, and for a test that then passes nobody ever saw it.
+    pytester.makepyfile(
+        test_slow="""
+import time
+
+def test_slow_but_passes():
+    time.sleep(1.5)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", "--isolate-timeout", "0.5")
+    result.assert_outcomes(passed=1)
+    err = result.stderr.str()
+    assert "Timeout (0:00:00.500000)!" in err, err
+    assert "test_slow_but_passes" in err
