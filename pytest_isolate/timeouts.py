@@ -143,7 +143,6 @@ class Watchdog:
             self._file = None
             self.path.unlink(missing_ok=True)
 
-
     def close(self) -> None:
         if self._terminal >= 0:
             os.close(self._terminal)
