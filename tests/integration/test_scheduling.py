@@ -449,7 +449,7 @@ def test_quick(i):
 @pytest.mark.resource("slow")
 @pytest.mark.parametrize("i", range(2))
 def test_slow(i):
-    nap(0.5)
+    nap(1.0)  # long enough for the second worker to join on a loaded machine
 """
     )
     # One worker makes the start order strict: collection order, with history or without.
