@@ -335,8 +335,9 @@ class Dispatcher:
                 holder.bound.append(unit)
         else:
             # An orphan slot, which the others steal from; not one whose worker is still to
-            # come (nobody steals from that), else a live worker's own.
-            live = {worker.slot for worker in self._workers.values()}
+            # come (nobody steals from that), else a running worker's own (a worker shut
+            # down takes nothing more).
+            live = self._running_slots()
             slot = next(
                 (s for s in range(len(self._queues)) if s not in live and s not in self._untaken),
                 min(live, default=0),
@@ -668,9 +669,14 @@ class Dispatcher:
         """``unit`` comes after everything ``worker`` has been sent (see _Worker.mark)."""
         return self._remaining[unit][0] > worker.mark
 
+    def _running_slots(self) -> set[int]:
+        """Slots of the workers that may still be sent work (joined, not shut down)."""
+        return {worker.slot for worker in self._by_slot if not worker.shutdown}
+
     def _orphans(self) -> set[int]:
-        """Slots with work and no worker, live or still to come: anyone may take from them."""
-        live = {worker.slot for worker in self._by_slot}
+        """Slots with work and no worker that may take it (none, or one shut down), and none
+        still to come: anyone may take from them."""
+        live = self._running_slots()
         return {
             slot
             for slot, queue in enumerate(self._queues)
@@ -697,7 +703,7 @@ class Dispatcher:
             return True
         if self._stranded(worker) is not None:
             return True
-        live = {other.slot for other in self._by_slot}
+        live = self._running_slots()
         for slot, queue in enumerate(self._queues):
             if not queue:
                 continue
