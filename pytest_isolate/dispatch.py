@@ -643,8 +643,6 @@ class Dispatcher:
                 continue
             if not ready_only or self._ready(unit, worker):
                 return unit
-            if not ready_only:
-                break
         return None
 
     def _take_pooled(self, unit: int, worker: _Worker) -> None:

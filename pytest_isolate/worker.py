@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from . import database, ports
 from .database import WorkerDatabase
@@ -88,6 +88,10 @@ class IsolateWorker:
         )
 
 
+#: What becomes of TMPDIR/TEMP/TMP (see Provisioner).
+TempMode = Literal["replace", "default", "leave"]
+
+
 class Provisioner:
     """Sets one worker up and tears it down again, in reverse order.
 
@@ -96,7 +100,7 @@ class Provisioner:
     plugin was asked for (set where the user has not set them); ``"leave"`` where it was not.
     """
 
-    def __init__(self, settings: Settings, hook: Any, temp: str = "replace") -> None:
+    def __init__(self, settings: Settings, hook: Any, temp: TempMode = "replace") -> None:
         self.settings = settings
         self.hook = hook
         self.temp = temp
