@@ -321,7 +321,7 @@ def test_coverage_under_workers_is_the_serial_coverage(
 # -- pytest-django ------------------------------------------------------------------------
 
 RECORD_DJANGO = """
-import time
+import json, os, time
 import pytest
 from django.db import connection
 from recording import record
@@ -334,7 +334,16 @@ def test_record_database(i, isolate_db):
         (name,) = cursor.fetchone()
         cursor.execute("SELECT count(*) FROM shop_order")  # migrated
     record(database=name, isolate=isolate_db.name)
-    time.sleep(0.2)
+    # Hold until the other worker has recorded too (at most 60 s): on a loaded machine the
+    # first worker could otherwise run all four before the second one starts.
+    deadline = time.monotonic() + 60
+    while len({r["worker"] for r in seen()}) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+def seen():
+    path = os.path.join(os.environ["RECORD_DIR"], "records.jsonl")
+    with open(path) as f:
+        return [json.loads(line) for line in f]
 """
 
 
