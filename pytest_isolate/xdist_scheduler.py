@@ -275,6 +275,9 @@ class IsolateScheduling:
                 self.log(f"{node.gateway.id} is unreachable ({exc}); waiting for it to go down")
                 lost = set(action.tests) if isinstance(action, Send) else set()
                 self._unreachable[node.gateway.id] = lost
+                # Nothing more for it meanwhile: what it would be sent, others can run now.
+                assert self._dispatcher is not None
+                self._dispatcher.shut_down(node.gateway.id)
 
 
 def worker_count(config: pytest.Config) -> int:

@@ -32,9 +32,11 @@ class FakeNode:
     shut: bool = False
     completed: int = 0  # how many of ``sent`` it has reported complete
     dead: bool = False  # its channel is closed: every send raises, as execnet's does
+    failed_sends: list[list[int]] = field(default_factory=list)
 
     def send_runtest_some(self, indices: list[int]) -> None:
         if self.dead:
+            self.failed_sends.append(indices)
             raise OSError("cannot send (already closed?)")
         self.sent.extend(indices)
 
@@ -44,10 +46,10 @@ class FakeNode:
         self.shut = True
 
 
-def deliver(inbox: transport.Inbox, worker: str) -> None:
+def deliver(inbox: transport.Inbox, worker: str, claims: list[TestClaims] = CLAIMS) -> None:
     """The claims message, as the worker's channel would bring it."""
     inbox._messages.setdefault(worker, {})
-    inbox._store(worker, ("claims", wire.encode(CLAIMS)))
+    inbox._store(worker, ("claims", wire.encode(claims)))
 
 
 class Log:
@@ -55,22 +57,29 @@ class Log:
         return lambda *args: None
 
 
-def scheduler(pytester: pytest.Pytester, workers: int) -> tuple[IsolateScheduling, list[FakeNode]]:
+def scheduler(
+    pytester: pytest.Pytester,
+    workers: int,
+    claims: list[TestClaims] = CLAIMS,
+    recorded: dict[str, float] | None = None,
+) -> tuple[IsolateScheduling, list[FakeNode]]:
     config = pytester.parseconfig("--tx", f"{workers}*popen", "--dist", "load")
     inbox = transport.Inbox()
     nodes = []
     for slot in range(workers):
         name = f"gw{slot}"
-        deliver(inbox, name)
+        deliver(inbox, name, claims)
         nodes.append(FakeNode(Gateway(name), {"isolate_slot": slot}))
-    return IsolateScheduling(config, Log(), inbox, {}, {}), nodes  # type: ignore[arg-type]
+    return IsolateScheduling(config, Log(), inbox, {}, recorded or {}), nodes  # type: ignore[arg-type]
 
 
-def start(sched: IsolateScheduling, nodes: list[FakeNode]) -> None:
+def start(
+    sched: IsolateScheduling, nodes: list[FakeNode], collection: list[str] = COLLECTION
+) -> None:
     for node in nodes:
         sched.add_node(node)  # type: ignore[arg-type]
     for node in nodes:
-        sched.add_node_collection(node, COLLECTION)  # type: ignore[arg-type]
+        sched.add_node_collection(node, collection)  # type: ignore[arg-type]
         sched.schedule()
 
 
@@ -121,6 +130,26 @@ def test_a_send_to_a_worker_that_died_is_that_worker_going_down(
     ran = sorted(i for node in (gw0, replacement) for i in node.sent)
     assert ran == sorted(i for i in range(6) if i != running)
     assert sched.tests_finished
+
+
+def test_a_dead_worker_is_sent_nothing_more_while_xdist_has_not_reported_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """Between a failed send and xdist's report of the worker going down, its planned work
+    goes to the others, out of order if need be: it does not wait for the report."""
+    collection = [f"test_m.py::test_{i}" for i in range(20)]
+    claims = [TestClaims((Claim("name", f"r{i}"),)) for i in range(20)]
+    sched, nodes = scheduler(pytester, 2, claims, recorded=dict.fromkeys(collection, 1.0))
+    start(sched, nodes, collection)
+    gw0, gw1 = nodes
+    delivered = list(gw1.sent)
+    gw1.dead = True  # it reports its first test complete, and dies: the next send fails
+    sched.mark_test_complete(gw1, delivered[0])  # type: ignore[arg-type]
+    for _ in range(40):
+        finish(sched, gw0)
+    (lost,) = gw1.failed_sends  # the one send that found it dead
+    assert sorted(gw0.sent + delivered + lost) == list(range(20))
+    assert gw0.shut
 
 
 def test_a_test_that_never_reached_a_dead_worker_is_not_its_crash(
