@@ -11,8 +11,9 @@ their first test, each domain's tests together in collection order.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 Event = TypeVar("Event")
@@ -32,28 +33,45 @@ def sort_key(positions: Mapping[str, int]) -> Any:
     return lambda nodeid: positions.get(nodeid, unknown)
 
 
+#: Seconds lines may be held back behind a test that is still running (-v): past that, what
+#: is held comes out, and the order resumes from there.
+HOLD_SECONDS = 5.0
+
+
 class ReorderBuffer(Generic[Event]):
     """Releases each test's events in output order, as soon as all tests before it are done.
 
-    The test at the head streams live; later tests wait until the head is done. Events of
-    node ids outside the sequence are released at once.
+    The test at the head streams live; later tests wait until the head is done, or until
+    they have waited ``hold`` seconds (checked as events come): then everything held is
+    released in order, and tests before the last one released stream as they come.
+    Events of node ids outside the sequence are released at once.
     """
 
-    def __init__(self, sequence: Sequence[str]) -> None:
+    def __init__(
+        self,
+        sequence: Sequence[str],
+        hold: float = HOLD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sequence = list(sequence)
         self._position = {nodeid: i for i, nodeid in enumerate(self._sequence)}
         self._cursor = 0
         self._held: dict[int, list[Event]] = defaultdict(list)
         self._done: set[int] = set()
+        self._hold = hold
+        self._clock = clock
+        self._held_since: float | None = None  # when the oldest held event came
 
     def add(self, nodeid: str, event: Event) -> list[Event]:
         position = self._position.get(nodeid)
         if position is None or position == self._cursor:
-            return [event]
+            return [event, *self._expired()]
         if position < self._cursor:
             return [event]  # a late event of a test already passed (a crash report, say)
         self._held[position].append(event)
-        return []
+        if self._held_since is None:
+            self._held_since = self._clock()
+        return self._expired()
 
     def done(self, nodeid: str) -> list[Event]:
         """The test has finished; release what that unblocks."""
@@ -65,6 +83,21 @@ class ReorderBuffer(Generic[Event]):
         while self._cursor in self._done:
             self._cursor += 1
             released += self._held.pop(self._cursor, [])
+        if not self._held:
+            self._held_since = None
+        return released + self._expired()
+
+    def _expired(self) -> list[Event]:
+        """Everything held, once the oldest has waited too long behind a running test."""
+        if self._held_since is None or self._clock() - self._held_since < self._hold:
+            return []
+        last = max(self._held)
+        released = [event for position in sorted(self._held) for event in self._held[position]]
+        self._held.clear()
+        self._held_since = None
+        self._cursor = last + 1
+        while self._cursor in self._done:
+            self._cursor += 1
         return released
 
     def flush(self) -> list[Event]:

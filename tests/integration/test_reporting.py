@@ -255,3 +255,29 @@ def test_db_second():
         "test_split.py::test_db_second",
         "test_split.py::test_free",
     ]
+
+
+def test_v_lines_held_behind_a_long_test_come_out_after_the_hold(
+    pytester: pytest.Pytester,
+) -> None:
+    # test_0 is the head of the output order and runs 7 s; the lines of the tests that
+    # finish meanwhile on the other worker wait 5 s at most (reports.HOLD_SECONDS), not
+    # until test_0 is done.
+    pytester.makepyfile(
+        test_long="""
+import time
+import pytest
+
+def test_0():
+    time.sleep(7)
+
+@pytest.mark.parametrize("i", range(16))
+def test_short(i):
+    time.sleep(0.4)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "-v", "-p", "no:randomly")
+    result.assert_outcomes(passed=17)
+    passed = [line.split()[-1] for line in result.stdout.lines if " PASSED " in line]
+    assert len(passed) == 17
+    assert passed.index("test_long.py::test_0") > 0, passed

@@ -46,6 +46,40 @@ def test_buffer_flush_releases_tests_that_never_finished_in_order() -> None:
     assert buffer.add("a", "late") == ["late"]
 
 
+def test_lines_held_behind_a_long_running_head_come_out_after_the_hold() -> None:
+    now = [0.0]
+    buffer: ReorderBuffer[str] = ReorderBuffer(["a", "b", "c", "d"], hold=5, clock=lambda: now[0])
+    assert buffer.add("a", "a-start") == ["a-start"]  # a runs long
+    assert buffer.add("b", "b-start") == []
+    now[0] = 3
+    assert buffer.done("b") == []
+    now[0] = 6  # b's lines have waited 6 s behind a: out they come, in order, with c's
+    assert buffer.add("c", "c-start") == ["b-start", "c-start"]
+    assert buffer.add("c", "c-end") == ["c-end"]  # streams: c is passed, as a is
+    assert buffer.done("c") == []
+    assert buffer.add("a", "a-end") == ["a-end"]
+    assert buffer.done("a") == []
+    now[0] = 7
+    assert buffer.add("d", "d-start") == ["d-start"]  # the head again: in order from here
+    now[0] = 100
+    assert buffer.flush() == []
+
+
+def test_the_hold_counts_from_the_oldest_line_held() -> None:
+    now = [0.0]
+    buffer: ReorderBuffer[str] = ReorderBuffer(["a", "b", "c"], hold=5, clock=lambda: now[0])
+    buffer.add("a", "a-start")
+    now[0] = 10  # a ran 10 s, but nothing waited behind it until now
+    assert buffer.add("b", "b-start") == []
+    now[0] = 12
+    assert buffer.add("a", "a-end") == ["a-end"]
+    assert buffer.done("a") == ["b-start"]
+    now[0] = 14
+    assert buffer.add("c", "c-start") == []  # the hold starts again
+    now[0] = 20
+    assert buffer.add("c", "c-end") == ["c-start", "c-end"]
+
+
 def test_summary_numbers() -> None:
     measured = {"a": 1.0, "b": 2.0, "c": 0.5, "d": 2.0, "e": 0.5}
     summary = summarize(IDS, [(0,), (1, 3), (2,), (4,)], measured, workers=2, wall=4.0)
