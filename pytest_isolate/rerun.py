@@ -34,6 +34,7 @@ from .crashes import NEVER_RAN
 from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
 from .reporter import Reporter, junit_case, junit_file, report_log_file
 from .timeouts import GRACE_SECONDS
+from .tmpdirs import remove_dangling_links
 from .transport import is_local
 
 #: More failures than this many times isolate_rerun_max: no reruns at all.
@@ -301,6 +302,8 @@ class Reruns:
 
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
+        # A rerun that crashed left its temp link; its directory went with the scratch.
+        remove_dangling_links(Path(tempfile.gettempdir()))
 
     def command(self, nodeids: Sequence[str]) -> tuple[list[str], Path]:
         self.count += 1

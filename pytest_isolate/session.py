@@ -40,6 +40,7 @@ from .timeouts import (
     read_stack,
     stop_group,
 )
+from .tmpdirs import remove_link, remove_run_links
 from .worker import IsolateWorker, Provisioner, Settings, new_run_id, release_database
 
 if TYPE_CHECKING:
@@ -205,6 +206,9 @@ def _end_run(config: pytest.Config) -> None:
     if before is not None:
         signal.signal(signal.SIGTERM, before)
     run_id = config.stash.get(RUN_ID, None)
+    if run_id is not None:
+        # Workers remove their own temp links; this catches those killed before they could.
+        remove_run_links(run_id)
     state = config.pluginmanager.get_plugin("isolate-state")
     if run_id is None or not isinstance(state, IsolateState) or not state.settings.db_url:
         return
@@ -292,6 +296,8 @@ class IsolateState:
         needs_history = not self.is_worker or config.getoption("isolate_shard")
         self.recorded: dict[str, float] = durations.load(config) if needs_history else {}
         self.shard_note: str | None = None
+        # Counted resources that deselected tests (-k, -m, --lf, a shard) declare.
+        self.counted_deselected: set[str] = set()
         self.measured: defaultdict[str, float] = defaultdict(float)
         self.provisioner = Provisioner(
             settings, config.hook, temp="replace" if self.is_worker else "default"
@@ -424,6 +430,18 @@ class IsolateState:
             config.hook.pytest_deselected(items=dropped)
             items[:] = [item for i, item in enumerate(items) if i in keep]
 
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        for item in items:
+            self.counted_deselected.update(self._claims(item).counted)
+
+    def _unused_capacity(self, claims: Sequence[TestClaims]) -> list[str]:
+        """Counted names no collected test declares, selected or not; none where the
+        command line named paths (the rest of the suite was not collected to tell)."""
+        if self.config.args_source == pytest.Config.ArgsSource.ARGS:
+            return []
+        deselected = TestClaims(counted=tuple(self.counted_deselected))
+        return unused_capacity(self.capacity, [*claims, deselected])
+
     def _claims(self, item: pytest.Item) -> TestClaims:
         try:
             return markers.claims_of(item, self.capacity)
@@ -443,6 +461,7 @@ class IsolateState:
             self.config.pluginmanager.register(guard, "isolate-timeouts")
         if self.is_worker:
             claims = [self._claims(item) for item in items]
+            transport.send("unused_capacity", self._unused_capacity(claims))
             transport.send("claims", wire.encode(claims, self.malformed))
             if timed:
                 # Its own process group, so a timed-out test's leftovers can be stopped
@@ -454,7 +473,7 @@ class IsolateState:
             self._print_plan(items)
         elif not self.config.pluginmanager.hasplugin("dsession"):
             claims = [self._claims(item) for item in items]
-            _warn_unused_capacity(self.config, self.capacity, claims)
+            _warn_unused_capacity(self.config, self._unused_capacity(claims))
             _reporter(self.config).set_collection([item.nodeid for item in items], claims)
 
     def _print_plan(self, items: list[pytest.Item]) -> None:
@@ -481,16 +500,14 @@ class IsolateState:
         return None
 
 
-def _warn_unused_capacity(
-    config: pytest.Config, capacity: dict[str, int], claims: Sequence[TestClaims]
-) -> None:
+def _warn_unused_capacity(config: pytest.Config, names: Sequence[str]) -> None:
     """A line in the header, not a Python warning: -k, a path or a shard may leave a counted
     resource unused, and under ``filterwarnings = error`` a warning here would end the run
     in an internal error."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    for name in unused_capacity(capacity, claims):
+    for name in names:
         reporter.write_line(
             f"isolate: isolate_capacity names {name!r}, but no test of this run declares "
             f"resource({name!r}) (a typo in the ini or in a marker? resource() names not in "
@@ -642,7 +659,8 @@ class XdistHooks:
         if shard is not None:
             reporter.shard = (int(shard[0]), int(shard[1]), list(shard[2]))
         if not reporter.nodeids:
-            _warn_unused_capacity(self.state.config, self.state.capacity, claims)
+            unused = self.inbox.get(node.gateway.id, "unused_capacity")  # sent ahead too
+            _warn_unused_capacity(self.state.config, list(unused or []))
         reporter.set_collection(ids, claims)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
@@ -656,7 +674,7 @@ class XdistHooks:
         # only be read where the worker ran, and its pid only signalled there.
         found = from_report(self.inbox.get(node.gateway.id, MESSAGE_KIND), crashitem)
         if found is None and message is not None and local:
-            found = read_stack(Path(message["tmp_path"]).parent, crashitem)
+            found = read_stack(Path(message["dir"]), crashitem)
         if found is None or message is None:
             cause = describe_exit(_exit_status(node))
             if cause:
@@ -685,6 +703,8 @@ class XdistHooks:
             self.state.config.hook.pytest_isolate_teardown_worker(worker=worker, crashed=True)
         finally:
             release_database(worker, self.state.settings)
+            if transport.is_local(node.gateway):
+                remove_link(worker.tmp_path)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:

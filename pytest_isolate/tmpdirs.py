@@ -1,13 +1,16 @@
 """Temp dirs: the worker's private temp directory, made the process-wide default.
 
 Input: the worker's directory (under pytest's basetemp, so pytest's retention cleans it).
-Output: the ``tmp`` directory inside it, with ``TMPDIR``/``TEMP``/``TMP`` pointing at it and
-``tempfile.gettempdir()`` returning it, for the tests and every subprocess they start.
+Output: the ``tmp`` directory inside it, reached through a short link in the user's temp
+dir, with ``TMPDIR``/``TEMP``/``TMP`` pointing at the link and ``tempfile.gettempdir()``
+returning it, for the tests and every subprocess they start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -19,6 +22,60 @@ def make_private_tmp(worker_dir: Path) -> Path:
     tmp = worker_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     return tmp
+
+
+#: ``pi-<run id>-<worker id>``: the short links' names, in the user's temp dir.
+LINK = re.compile(r"pi-[0-9a-f]{8}-[\w.-]+")
+
+
+def short_link(tmp: Path, run_id: str, worker_id: str) -> Path:
+    """A short path for ``tmp``: a symlink in the user's temp dir, or ``tmp`` itself where
+    one cannot be made.
+
+    The directory lives under basetemp (``/tmp/pytest-of-USER/pytest-N/popen-gwK/...``,
+    some 50 characters longer than ``/tmp``); AF_UNIX socket paths are limited to 107 bytes,
+    and tests nest sockets in ``tempfile.mkdtemp()``. The link keeps TMPDIR about 17
+    characters longer than the user's temp dir, shorter than xdist's own worker basetemp.
+    Links whose directory is gone (a run killed before it could remove them, and since
+    cleaned by pytest's retention) are removed here.
+    """
+    base = Path(tempfile.gettempdir())
+    remove_dangling_links(base)
+    link = base / f"pi-{run_id}-{worker_id}"
+    try:
+        os.symlink(tmp, link, target_is_directory=True)
+    except OSError:
+        return tmp  # a read-only or foreign temp dir: the long path still works
+    return link
+
+
+def remove_link(path: Path) -> None:
+    """Remove ``path`` if it is one of our links (a fallback long path stays: retention's)."""
+    if LINK.fullmatch(path.name) and path.is_symlink():
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def remove_run_links(run_id: str) -> None:
+    """Remove the links of this run's local workers (the controller, at the end)."""
+    base = Path(tempfile.gettempdir())
+    try:
+        names = [name for name in os.listdir(base) if name.startswith(f"pi-{run_id}-")]
+    except OSError:
+        return
+    for name in names:
+        remove_link(base / name)
+
+
+def remove_dangling_links(base: Path) -> None:
+    try:
+        names = [name for name in os.listdir(base) if name.startswith("pi-")]
+    except OSError:
+        return
+    for name in names:
+        path = base / name
+        if path.is_symlink() and not path.exists():
+            remove_link(path)  # another user's fails, in a sticky /tmp: theirs to remove
 
 
 class Environment:

@@ -17,7 +17,7 @@ from . import database, ports
 from .database import WorkerDatabase
 from .leases import Holder, me
 from .ports import PortBlock
-from .tmpdirs import TEMP_VARIABLES, Environment, make_private_tmp
+from .tmpdirs import TEMP_VARIABLES, Environment, make_private_tmp, remove_link, short_link
 
 
 def new_run_id() -> str:
@@ -44,6 +44,9 @@ class IsolateWorker:
     ports: PortBlock
     db: WorkerDatabase
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The worker's own directory under basetemp (the database file, the timeout records);
+    #: ``tmp_path`` is a short link to the ``tmp`` directory in it.
+    dir: Path = Path()
 
     def env(self, db_env: str) -> dict[str, str]:
         """The plugin's own variables, and the database URL in ``db_env`` if one is named."""
@@ -67,6 +70,7 @@ class IsolateWorker:
             "id": self.id,
             "run_id": self.run_id,
             "tmp_path": str(self.tmp_path),
+            "dir": str(self.dir),
             "ports": [self.ports.start, self.ports.stop],
             "db": [self.db.url, self.db.name, self.db.backend],
             "extra": self.extra,
@@ -85,6 +89,7 @@ class IsolateWorker:
             ports=PortBlock(start, stop, message["id"]),
             db=WorkerDatabase(url, name, backend),
             extra=dict(message["extra"]),
+            dir=Path(message["dir"]),
         )
 
 
@@ -114,14 +119,17 @@ class Provisioner:
         self._holder = me(run_id, slot)
         block = ports.lease_block(settings.ports_per_worker, self._holder, worker_id)
         try:
+            if self.temp != "leave":
+                tmp = short_link(tmp, run_id, worker_id)
             if settings.db_url:
                 db = database.create_postgres(settings.db_url, run_id, slot, settings.db_template)
             else:
                 db = database.sqlite_database(worker_dir)
         except BaseException:
             ports.release_block(block, self._holder)
+            remove_link(tmp)
             raise
-        self.worker = IsolateWorker(slot, worker_id, run_id, tmp, block, db)
+        self.worker = IsolateWorker(slot, worker_id, run_id, tmp, block, db, dir=worker_dir)
         self._environment.set(self.worker.env(settings.db_env))
         if self.temp == "replace":
             self._environment.set(self.worker.temp_env())
@@ -143,6 +151,7 @@ class Provisioner:
                 if self._holder is not None:
                     ports.release_block(worker.ports, self._holder)
                 self._environment.restore()
+                remove_link(worker.tmp_path)
 
 
 def release_database(worker: IsolateWorker, settings: Settings) -> None:

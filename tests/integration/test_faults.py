@@ -606,6 +606,36 @@ def test_an_unused_capacity_name_is_a_line_naming_it_not_a_warning(
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
+def test_capacity_names_are_checked_against_the_whole_collection(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """A name that only deselected tests declare (-k, --lf, a shard) is in use; where the
+    command line names paths, the rest of the suite is unknown and nothing is said."""
+    pytester.makeini("[pytest]\nisolate_capacity = gpu:2 gpus:1 tpu:1\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        test_gpu="""
+import pytest
+
+@pytest.mark.resource("gpu")
+def test_a():
+    pass
+
+@pytest.mark.resource("gpus")
+def test_b():
+    pass
+"""
+    )
+    selected = pytester.runpytest_subprocess("-p", "isolate", *workers, "-k", "test_a")
+    selected.assert_outcomes(passed=1)
+    out = selected.stdout.str()
+    assert "names 'tpu', but no test of this run declares resource('tpu')" in out
+    assert "names 'gpus'" not in out
+    by_path = pytester.runpytest_subprocess("-p", "isolate", *workers, "test_gpu.py::test_a")
+    by_path.assert_outcomes(passed=1)
+    assert "isolate_capacity names" not in by_path.stdout.str()
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "n2"])
 def test_without_the_tmpdir_plugin_the_workers_still_get_their_directories(
     pytester: pytest.Pytester, workers: list[str]
 ) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ def record(request, isolate_worker, isolate_ports, isolate_db):
         "id": isolate_worker.id,
         "run_id": isolate_worker.run_id,
         "tmp": str(isolate_worker.tmp_path),
+        "real_tmp": os.path.realpath(isolate_worker.tmp_path),
         "ports": [isolate_ports.start, isolate_ports.stop],
         "taken": isolate_ports.take(2),
         "db": [isolate_db.url, isolate_db.name, isolate_db.backend],
@@ -117,9 +120,47 @@ def test_three_workers_share_nothing(pytester: pytest.Pytester, recorded: Path) 
     assert len({row["run_id"] for row in workers.values()}) == 1
     assert_private(workers)
     for row in workers.values():
+        real = Path(row["real_tmp"])
         assert row["db"][2] == "sqlite"
-        assert row["db"][0] == f"sqlite:///{Path(row['tmp']).parent / 'db.sqlite3'}"
-        assert str(pytester.path) in row["tmp"]  # under pytest's basetemp
+        assert row["db"][0] == f"sqlite:///{real.parent / 'db.sqlite3'}"
+        assert str(pytester.path) in str(real)  # under pytest's basetemp
+        # What the tests see is a short link in the user's temp dir, gone after the run.
+        assert row["tmp"] == os.path.join(tempfile.gettempdir(), f"pi-{row['run_id']}-{row['id']}")
+        assert not os.path.lexists(row["tmp"])
+
+
+SOCKETS = """
+import os, socket, tempfile, time
+
+def test_socket_nested_in_temp_dirs():
+    # What tests of servers do: a socket a few directories down in tempfile's directory.
+    inner = tempfile.mkdtemp(dir=tempfile.mkdtemp(dir=tempfile.mkdtemp()))
+    path = os.path.join(inner, "server.sock")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(path)
+
+def test_crash():
+    time.sleep(0.5)
+    os._exit(3)
+"""
+
+
+def test_worker_temp_dirs_are_short_and_their_links_go_away(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A worker's TMPDIR is a short link (AF_UNIX paths fit in 107 bytes); the links go
+    away with the run, a crashed worker's too, and those left by a killed run are swept."""
+    base = Path(tempfile.mkdtemp())  # the user's temp dir: short, as /tmp is
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    monkeypatch.setenv("TMPDIR", str(base))
+    monkeypatch.delenv("PYTEST_ISOLATE_TMP", raising=False)
+    killed = base / "pi-0badc0de-gw0"  # what a run killed with SIGKILL leaves, once
+    killed.symlink_to(pytester.path / "gone")  # pytest's retention removed its basetemp
+    pytester.makepyfile(test_sockets=SOCKETS)
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*PASSED test_sockets.py::test_socket_nested_in_temp_dirs*"])
+    assert os.listdir(base) == []  # ours gone, the crashed worker's and the killed run's too
 
 
 # Without xdist too: `-p no:xdist` is how users debug one test, and the plugin must not need it.
