@@ -174,8 +174,11 @@ class Leases:
     def release(self, span: range, holder: Holder) -> None:
         with locked(self._lock_path):
             current = self._read_all().get(span.start)
-            if current is not None and current[1] == holder:
-                self._path(span.start).unlink(missing_ok=True)
+            if current is not None and current[1] == holder and not self._remove(span.start):
+                # Another user's file we wrote over (their run was killed): we may not
+                # remove it from the sticky directory, but an empty lease holds nothing.
+                with contextlib.suppress(OSError):
+                    self._path(span.start).write_text("")
 
     def reclaim(self) -> list[tuple[range, Holder]]:
         """Remove the leases of dead processes; returns what was removed."""

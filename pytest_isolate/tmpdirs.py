@@ -74,8 +74,10 @@ def remove_dangling_links(base: Path) -> None:
         return
     for name in names:
         path = base / name
-        if path.is_symlink() and not path.exists():
-            remove_link(path)  # another user's fails, in a sticky /tmp: theirs to remove
+        # os.path.exists: False where another user's directory cannot be reached, too (an
+        # unlink of their link then fails, in a sticky /tmp: theirs to remove).
+        if path.is_symlink() and not os.path.exists(path):
+            remove_link(path)
 
 
 class Environment:
