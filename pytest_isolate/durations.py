@@ -87,14 +87,11 @@ def store_run(config: pytest.Config, history: RunHistory) -> None:
 
 def load_run(config: pytest.Config) -> RunHistory | None:
     """The last run's history, readable before pytest_configure (for ``-n auto``)."""
-    cache = getattr(config, "cache", None)
-    if cache is None:
-        try:
-            from _pytest.cacheprovider import Cache
+    from .compat import cache_for
 
-            cache = Cache.for_config(config, _ispytest=True)
-        except Exception:  # an unwritable or odd cache dir: behave as without history
-            return None
+    cache = cache_for(config)
+    if cache is None:
+        return None  # an unwritable or odd cache dir: behave as without history
     data = cache.get(RUN_KEY, None)
     try:
         return RunHistory(float(data["work"]), int(data["units"]), int(data["tests"]))

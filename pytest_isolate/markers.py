@@ -18,7 +18,7 @@ from .claims import PLAIN, Declaration, DeclarationError, TestClaims, parse_decl
 from .timeouts import TimeoutError_, parse_timeout
 
 if TYPE_CHECKING:
-    from _pytest.nodes import Node
+    from .compat import Node
 
 CLAIMS_KEY = pytest.StashKey[TestClaims]()
 

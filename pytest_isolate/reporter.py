@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from . import durations, reports
+from . import compat, durations, reports
 from .autoscale import RunHistory
 from .claims import TestClaims
 from .domains import build_domains
@@ -281,12 +281,10 @@ def report_log_file(config: pytest.Config) -> Path | None:
 
 def junit_case(config: pytest.Config) -> Callable[[str], tuple[str, str]]:
     """Node id -> (classname, name) of its junit test case, as junitxml names it."""
-    from _pytest.junitxml import mangle_test_address
-
     prefix = config.getoption("junitprefix", None)
 
     def case(nodeid: str) -> tuple[str, str]:
-        names = mangle_test_address(nodeid)
+        names = compat.junit_address(nodeid)
         return ".".join(([prefix] if prefix else []) + names[:-1]), names[-1]
 
     return case
@@ -325,7 +323,7 @@ def _buffer_dsession(dsession: Any, buffer: reports.ReorderBuffer[Callable[[], N
     def worker_testreport(node: Any, rep: pytest.TestReport) -> None:
         rep.node = node  # type: ignore[attr-defined]
         release(buffer.add(rep.nodeid, lambda: hook.pytest_runtest_logreport(report=rep)))
-        dsession._handlefailures(rep)
+        compat.count_failure(dsession, rep)
 
     def worker_logfinish(node: Any, nodeid: str, location: Any) -> None:
         release(
@@ -335,6 +333,4 @@ def _buffer_dsession(dsession: Any, buffer: reports.ReorderBuffer[Callable[[], N
         )
         release(buffer.done(nodeid))
 
-    dsession.worker_logstart = worker_logstart
-    dsession.worker_testreport = worker_testreport
-    dsession.worker_logfinish = worker_logfinish
+    compat.route_test_events(dsession, worker_logstart, worker_testreport, worker_logfinish)

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import pytest
 
-from . import diagnosis, options
+from . import compat, diagnosis, options
 from .crashes import NEVER_RAN
 from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
 from .reporter import Reporter, junit_case, junit_file, report_log_file
@@ -157,7 +157,7 @@ class RerunAlone:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             # After xdist's progress dots, which leave the line open.
-            if getattr(getattr(terminal, "_tw", None), "width_of_current_line", 0):
+            if compat.line_is_open(terminal):
                 terminal.write("\n")
             terminal.write_line(line)
 
@@ -420,11 +420,8 @@ def _stop(process: subprocess.Popen[bytes], output: IO[bytes]) -> None:
 
 def _option_specs(config: pytest.Config) -> dict[str, diagnosis.OptionSpec]:
     """Every command-line option string of this pytest, with its dest and arity."""
-    parser = getattr(config, "_parser", None)
-    optparser = getattr(parser, "optparser", None)
-    actions = getattr(optparser, "_option_string_actions", {})
     specs = {}
-    for name, action in actions.items():
+    for name, action in compat.option_actions(config).items():
         nargs = action.nargs
         arity = (
             diagnosis.Arity.NONE

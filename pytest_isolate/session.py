@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import database, durations, markers, options, ports, transport, wire
+from . import compat, database, durations, markers, options, ports, transport, wire
 from .claims import PLAIN, DeclarationError, TestClaims, parse_capacity, unused_capacity
 from .crashes import NEVER_RAN, describe_exit
 from .domains import build_domains
@@ -558,8 +558,7 @@ def _sendable(value: Any) -> Any:
 def _basetemp(config: pytest.Config) -> Path:
     """pytest's basetemp (per worker, following --basetemp), where the worker's directory
     goes; under ``-p no:tmpdir`` a directory of this process's own, removed at exit."""
-    # The factory behind tmp_path; absent under -p no:tmpdir.
-    factory: pytest.TempPathFactory | None = getattr(config, "_tmp_path_factory", None)
+    factory = compat.tmp_path_factory(config)  # absent under -p no:tmpdir
     if factory is not None:
         return factory.getbasetemp()
     import shutil
@@ -572,7 +571,7 @@ def _basetemp(config: pytest.Config) -> Path:
 
 def _exit_status(node: WorkerController) -> int | None:
     """A local worker's exit status; None for remote workers or when it does not end soon."""
-    popen = getattr(getattr(node.gateway, "_io", None), "popen", None)
+    popen = compat.local_popen(node.gateway)
     if popen is None:
         return None
     try:

@@ -23,7 +23,7 @@ try:
 except ImportError:  # pytest-xdist < 3.7
     from xdist.workermanage import parse_spec_config as parse_tx_spec_config
 
-from . import transport, wire
+from . import compat, transport, wire
 from .claims import TestClaims, declared_names
 from .dispatch import MAX_DEPTH, Action, Dispatcher, Send
 from .plan import module_of, plan_collection
@@ -249,7 +249,7 @@ class IsolateScheduling:
         for node in self._nodes:
             # xdist shuts every node down itself when restarts run out or the run stops
             # (-x): a test sent after that would never run, and come back as a "crash".
-            if getattr(node, "_shutdown_sent", False):
+            if node.shutting_down:
                 self._dispatcher.shut_down(node.gateway.id)
         self._apply(self._dispatcher.dispatch())
 
@@ -296,10 +296,7 @@ def _quiet_status_rewrites(config: pytest.Config) -> None:
     on it once the run has started, so a later worker's collection would overwrite it.
     Written as to a pipe, the status appears once, on a line of its own.
     """
-    dsession = config.pluginmanager.get_plugin("dsession")
-    status = getattr(dsession, "trdist", None)
-    if status is not None and hasattr(status, "_isatty"):
-        status._isatty = False
+    compat.quiet_status_rewrites(config.pluginmanager.get_plugin("dsession"))
 
 
 def _show_status(config: pytest.Config, workers: int, items: int) -> None:

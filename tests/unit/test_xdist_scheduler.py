@@ -34,6 +34,10 @@ class FakeNode:
     dead: bool = False  # its channel is closed: every send raises, as execnet's does
     failed_sends: list[list[int]] = field(default_factory=list)
 
+    @property
+    def shutting_down(self) -> bool:
+        return self.shut  # xdist's: shutdown sent, or the node reported down
+
     def send_runtest_some(self, indices: list[int]) -> None:
         if self.dead:
             self.failed_sends.append(indices)
