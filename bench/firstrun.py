@@ -21,7 +21,7 @@ import statistics
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from pytest_isolate.dispatch import MAX_DEPTH
+from pytest_isolate.schedule.dispatch import MAX_DEPTH
 from tests.unit.test_dispatch import PLAIN, simulate
 
 

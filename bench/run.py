@@ -27,9 +27,9 @@ from importlib.metadata import version
 from pathlib import Path
 from statistics import median as median_of
 
-from pytest_isolate.claims import TestClaims
-from pytest_isolate.dispatch import Action, Dispatcher, Send
-from pytest_isolate.plan import module_of, plan_collection
+from pytest_isolate.declare.claims import TestClaims
+from pytest_isolate.schedule.dispatch import Action, Dispatcher, Send
+from pytest_isolate.schedule.plan import module_of, plan_collection
 
 from . import suites
 from .suites import Suite

@@ -37,14 +37,14 @@ if not any(getattr(finder, "PREFIX", None) == _PlainImports.PREFIX for finder in
 
 # Imported on first use: every worker imports this package, and needs none of them.
 _HOMES = {
-    "Claim": "claims",
-    "DeclarationError": "claims",
-    "TestClaims": "claims",
-    "Dispatcher": "dispatch",
-    "build_domains": "domains",
-    "Plan": "plan",
-    "Unit": "plan",
-    "make_plan": "plan",
+    "Claim": "declare.claims",
+    "DeclarationError": "declare.claims",
+    "TestClaims": "declare.claims",
+    "Dispatcher": "schedule.dispatch",
+    "build_domains": "declare.domains",
+    "Plan": "schedule.plan",
+    "Unit": "schedule.plan",
+    "make_plan": "schedule.plan",
 }
 
 

@@ -1,9 +1,9 @@
 """``python -m pytest_isolate``: commands run outside a pytest session.
 
 ``merge``: the shards' ``--junitxml`` and ``--report-log`` files as one run's (see
-:mod:`pytest_isolate.merge`). Exit status: 0 merged; 1 merged, but tests are missing from every
-shard or in more than one (the files are written all the same); 2 bad usage or unusable input,
-nothing written.
+:mod:`pytest_isolate.report.merge`). Exit status: 0 merged; 1 merged, but tests are missing
+from every shard or in more than one (the files are written all the same); 2 bad usage or
+unusable input, nothing written.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .merge import Merged, MergeError, format_faults, merge_junit, merge_report_logs
+from .report.merge import Merged, MergeError, format_faults, merge_junit, merge_report_logs
+from .report.reports import count
 
 OK, FAULTS, UNUSABLE = 0, 1, 2
 
@@ -75,8 +76,8 @@ def _merge(junit_out: str | None, log_out: str | None, files: Sequence[str]) -> 
         except OSError as exc:
             raise MergeError(f"{option} {out}: cannot write it ({exc.strerror or exc})") from None
         print(
-            f"pytest-isolate merge: {_count(merged.tests, 'test')} of "
-            f"{_count(merged.shards, 'shard')} -> {out}"
+            f"pytest-isolate merge: {count(merged.tests, 'test')} of "
+            f"{count(merged.shards, 'shard')} -> {out}"
         )
         if not merged.faults.ok:
             status = FAULTS
@@ -84,10 +85,6 @@ def _merge(junit_out: str | None, log_out: str | None, files: Sequence[str]) -> 
             for line in format_faults(merged.faults):
                 print(f"  {line}", file=sys.stderr)
     return status
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'s' if number != 1 else ''}"
 
 
 def _read(name: str) -> str:

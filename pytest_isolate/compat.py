@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,6 +28,26 @@ def tmp_path_factory(config: pytest.Config) -> pytest.TempPathFactory | None:
     goes under its basetemp, which pytest's retention cleans. None under ``-p no:tmpdir``,
     or if the name goes: the caller makes a directory of its own."""
     return getattr(config, "_tmp_path_factory", None)
+
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+def basetemp(config: pytest.Config) -> Path:
+    """pytest's basetemp (per worker, following --basetemp), where the worker's directory
+    goes; under ``-p no:tmpdir`` a directory of this process's own (the same on every call),
+    removed at exit."""
+    factory = tmp_path_factory(config)
+    if factory is not None:
+        return factory.getbasetemp()
+    if _OWN_BASETEMP not in config.stash:
+        import shutil
+        import tempfile
+
+        made = Path(tempfile.mkdtemp(prefix="pytest-isolate-"))
+        config.add_cleanup(lambda: shutil.rmtree(made, ignore_errors=True))
+        config.stash[_OWN_BASETEMP] = made
+    return config.stash[_OWN_BASETEMP]
 
 
 def cache_for(config: pytest.Config) -> pytest.Cache | None:

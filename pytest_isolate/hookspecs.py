@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .worker import IsolateWorker
+    from .provision.worker import IsolateWorker
 
 
 @pytest.hookspec

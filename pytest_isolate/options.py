@@ -20,7 +20,7 @@ PLAN_WORKERS = pytest.StashKey[int]()
 RERUN_MAX = "10"
 RERUN_BUDGET = "120"
 
-#: The markers users write (read by :mod:`pytest_isolate.markers`), registered in every run
+#: The markers users write (read by :mod:`pytest_isolate.declare.markers`), registered in every run
 #: so that marked suites pass --strict-markers with the plugin asked for or not.
 MARKERS = (
     "resource(*names, mode='exclusive'): the test uses these shared resources; no two tests "

@@ -19,10 +19,10 @@ from . import options
 from .options import EXPLICIT_DIST, PLAN_WORKERS
 
 if TYPE_CHECKING:
-    from .autoscale import Decision
-    from .database import WorkerDatabase
-    from .ports import PortBlock
-    from .worker import IsolateWorker, Provisioner
+    from .provision.database import WorkerDatabase
+    from .provision.ports import PortBlock
+    from .provision.worker import IsolateWorker, Provisioner
+    from .schedule.autoscale import Decision
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -160,8 +160,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
         or os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")  # the user's word wins
     ):
         return None
-    from . import durations
-    from .autoscale import choose_workers
+    from .schedule import durations
+    from .schedule.autoscale import choose_workers
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     history = durations.load_run(config)
@@ -219,9 +219,9 @@ def _worker_of(request: pytest.FixtureRequest) -> IsolateWorker:
 def _dormant_worker(request: pytest.FixtureRequest) -> IsolateWorker:
     """Installed but not asked for: the first test that requests a fixture gets slot 0,
     made then; the plugin's own variables are set, nothing of the user's is changed."""
-    from . import database, ports
-    from .session import read_settings
-    from .worker import Provisioner, new_run_id
+    from .provision import database, ports
+    from .provision.worker import Provisioner, new_run_id
+    from .settings import read_settings
 
     config = request.config
     provisioner = config.stash.get(DORMANT_WORKER, None)

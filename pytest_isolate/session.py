@@ -15,40 +15,43 @@ import functools
 import gc
 import os
 import signal
-import subprocess
 import threading
 from collections import defaultdict
 from collections.abc import Generator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import compat, database, durations, markers, options, ports, transport, wire
-from .claims import PLAIN, DeclarationError, TestClaims, parse_capacity, unused_capacity
-from .crashes import NEVER_RAN, describe_exit
-from .domains import build_domains
-from .leases import Leases
-from .markers import timeout_of
-from .options import EXPLICIT_DIST, PLAN_WORKERS
-from .timeouts import (
-    MESSAGE_KIND,
+from . import compat, options
+from .controller import XdistHooks, _reporter, _warn_unused_capacity
+from .declare import markers
+from .declare.claims import (
+    PLAIN,
+    DeclarationError,
+    TestClaims,
     TimeoutError_,
-    Watchdog,
-    from_report,
+    parse_capacity,
     parse_timeout,
-    read_stack,
-    stop_group,
+    unused_capacity,
 )
-from .tmpdirs import remove_link, remove_run_links
-from .worker import IsolateWorker, Provisioner, Settings, new_run_id, release_database
+from .declare.domains import build_domains
+from .faults.timeouts import (
+    MESSAGE_KIND,
+    TimeoutGuard,
+    Watchdog,
+)
+from .options import PLAN_WORKERS
+from .provision import database, ports
+from .provision.leases import Leases
+from .provision.tmpdirs import remove_run_links
+from .provision.worker import IsolateWorker, Provisioner, Settings, new_run_id
+from .schedule import durations
+from .settings import check_timeline_path, local_workers, read_settings, runs_tests
+from .xdist import transport, wire
+from .xdist.sendable import SendableReports
 
 if TYPE_CHECKING:
-    from xdist.remote import Producer
-    from xdist.workermanage import WorkerController
-
-    from .reporter import Reporter
-    from .xdist_scheduler import IsolateScheduling
+    pass
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -86,21 +89,21 @@ def configure(config: pytest.Config) -> None:
         timeout = parse_timeout(config.getoption("isolate_timeout"), "--isolate-timeout")
     except TimeoutError_ as exc:
         raise pytest.UsageError(str(exc)) from exc
-    _check_timeline_path(config)
+    check_timeline_path(config)
     raw_shard = config.getoption("isolate_shard")
     if raw_shard:
-        from .shard import parse_shard
+        from .schedule.shard import parse_shard
 
         try:
             parse_shard(raw_shard)
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from exc
     settings = read_settings(config)
-    if not _is_worker(config) and _runs_tests(config):
+    if not _is_worker(config) and runs_tests(config):
         reclaimed = Leases("ports").reclaim()
         config.stash[RECLAIMED_PORTS] = [f"{span.start}-{span.stop - 1}" for span, _ in reclaimed]
         try:
-            ports.check_pool(settings.ports_per_worker, _local_workers(config.option))
+            ports.check_pool(settings.ports_per_worker, local_workers(config.option))
         except ports.PortsError as exc:
             raise pytest.UsageError(f"pytest-isolate: {exc}") from exc
         if settings.db_url:
@@ -112,67 +115,23 @@ def configure(config: pytest.Config) -> None:
     state = IsolateState(config, capacity, settings, timeout)
     config.pluginmanager.register(state, "isolate-state")
     if options.audit_wanted(config):
-        from . import audit  # imported only where it runs
+        from .diagnose import audit  # imported only where it runs
 
         audit.configure(config, state.provisioner)
     if not state.is_worker:
-        from .reporter import Reporter  # the controller's alone: workers never import it
+        from .report.reporter import Reporter  # the controller's alone: workers never import it
 
         reporter = Reporter(config, state.measured)
         config.pluginmanager.register(reporter, "isolate-reporter")
         if getattr(config.option, "dist", "no") != "no" or options.rerun_caps_given(config):
             # The controller of a run with workers; in-process only to check the settings.
-            from . import rerun
+            from .diagnose import rerun
 
             rerun.configure(config, reporter)
     if options.xdist_loaded(config):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
         if _is_worker(config):
             config.pluginmanager.register(SendableReports(), "isolate-sendable")
-
-
-#: Modes in which pytest runs no test: no leases, no database server, no run record.
-_NO_TESTS = (
-    "isolate_plan",
-    "collectonly",
-    "help",
-    "showfixtures",
-    "show_fixtures_per_test",
-    "markers",
-    "setupplan",
-)
-
-
-def _check_timeline_path(config: pytest.Config) -> None:
-    """--isolate-timeline PATH: a directory it can be written in, checked before any test
-    runs rather than found out after all of them."""
-    raw = config.getoption("isolate_timeline")
-    if not raw or _is_worker(config):
-        return
-    path = Path(config.invocation_params.dir, raw)
-    parent = path.parent
-    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-        why = "is a directory" if path.is_dir() else f"cannot be written in {parent}"
-        raise pytest.UsageError(
-            f"--isolate-timeline {raw}: {why}; give a file path in a writable directory"
-        )
-
-
-def _runs_tests(config: pytest.Config) -> bool:
-    return not any(getattr(config.option, name, False) for name in _NO_TESTS)
-
-
-def _local_workers(option: Any) -> int:
-    """Workers started on this host: ``-n N`` or ``--tx [N*]popen`` (not ``via`` another)."""
-    specs = getattr(option, "tx", None) or []
-    if getattr(option, "dist", "no") == "no" or not specs:
-        return 1
-    count = 0
-    for spec in specs:
-        times, _, rest = str(spec).rpartition("*")
-        if rest.startswith("popen") and "via=" not in rest:
-            count += int(times) if times.isdigit() else 1
-    return max(1, count)
 
 
 RECLAIMED = pytest.StashKey[list[str]]()
@@ -186,7 +145,7 @@ def _start_run(config: pytest.Config, settings: Settings) -> None:
     run_id = new_run_id()
     config.stash[RUN_ID] = run_id
     if settings.db_url:
-        from .runs import RunRegistry  # only with a PostgreSQL server
+        from .provision.runs import RunRegistry  # only with a PostgreSQL server
 
         registry = RunRegistry()
         config.stash[RECLAIMED] = registry.reclaim()
@@ -214,7 +173,7 @@ def _end_run(config: pytest.Config) -> None:
         return
     if not state.settings.keep_db:
         # Workers drop their own; this catches those killed before they could.
-        from .runs import RunRegistry, drop_run_databases
+        from .provision.runs import RunRegistry, drop_run_databases
 
         try:
             drop_run_databases(state.settings.db_url, run_id)
@@ -223,52 +182,6 @@ def _end_run(config: pytest.Config) -> None:
             if reporter is not None:
                 reporter.write_line(f"isolate: could not drop this run's databases: {exc}")
     RunRegistry().unregister(run_id)
-
-
-def read_settings(config: pytest.Config) -> Settings:
-    """Options, ini keys and environment, validated: a fault is a usage error naming it."""
-    raw_size = config.getoption("isolate_ports_per_worker") or config.getini(
-        "isolate_ports_per_worker"
-    )
-    try:
-        size = int(raw_size)
-    except ValueError:
-        size = 0
-    if not 1 <= size <= 10000:
-        raise pytest.UsageError(
-            f"--isolate-ports-per-worker / isolate_ports_per_worker: {raw_size!r} is not a "
-            "whole number from 1 to 10000"
-        )
-    db_url = (
-        config.getoption("isolate_db_url")
-        or config.getini("isolate_db_url")
-        or os.environ.get("PYTEST_ISOLATE_DB_URL")
-        or None
-    )
-    where = "--isolate-db-url"
-    # Set only when the user names it: an app's DATABASE_URL is the user's, not ours.
-    db_env = config.getini("isolate_db_env").strip()
-    if db_env and not db_url and os.environ.get(db_env):
-        # It names the server the app uses: the workers' databases are made there.
-        db_url, where = os.environ[db_env], f"{db_env} (isolate_db_env)"
-    if db_url:
-        try:
-            database.parse_url(db_url, where)
-        except database.DatabaseError as exc:
-            if where != "--isolate-db-url":
-                raise pytest.UsageError(
-                    f"{exc}. isolate_db_env = {db_env} gives each worker its own database "
-                    f"through {db_env}, made on the PostgreSQL server it names; unset {db_env}, "
-                    "point it at a PostgreSQL server, or remove isolate_db_env"
-                ) from exc
-            raise pytest.UsageError(str(exc)) from exc
-    return Settings(
-        ports_per_worker=size,
-        db_url=db_url,
-        db_template=config.getoption("isolate_db_template"),
-        keep_db=config.getoption("isolate_keep_db"),
-        db_env=db_env,
-    )
 
 
 class IsolateState:
@@ -304,7 +217,7 @@ class IsolateState:
         )
 
     def _runs_tests_here(self) -> bool:
-        if not _runs_tests(self.config):
+        if not runs_tests(self.config):
             return False
         return self.is_worker or not self.config.pluginmanager.hasplugin("dsession")
 
@@ -315,7 +228,7 @@ class IsolateState:
         workerinput = getattr(self.config, "workerinput", {})
         slot = int(workerinput.get("isolate_slot", 0))
         worker_id = str(workerinput.get("workerid", "main"))
-        basetemp = _basetemp(self.config)
+        basetemp = compat.basetemp(self.config)
         try:
             worker = self.provisioner.setup(slot, worker_id, self.run_id, basetemp / "isolate")
         except (ports.PortsError, database.DatabaseError) as exc:
@@ -405,9 +318,9 @@ class IsolateState:
                 config.hook.pytest_collectreport(report=report)
 
     def _keep_shard(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        from .plan import estimate_durations
-        from .shard import parse_shard
-        from .shard import select as shard_select
+        from .schedule.plan import estimate_durations
+        from .schedule.shard import parse_shard
+        from .schedule.shard import select as shard_select
 
         k, n = parse_shard(config.getoption("isolate_shard"))
         nodeids = [item.nodeid for item in items]
@@ -480,8 +393,8 @@ class IsolateState:
         claims = [self._claims(item) for item in items]
         nodeids = [item.nodeid for item in items]
         workers = self.config.stash.get(PLAN_WORKERS, 1)
-        from .plan import plan_collection
-        from .planreport import format_plan
+        from .schedule.plan import plan_collection
+        from .schedule.planreport import format_plan
 
         planned = plan_collection(nodeids, claims, self.recorded, workers)
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
@@ -500,106 +413,6 @@ class IsolateState:
         return None
 
 
-def _warn_unused_capacity(config: pytest.Config, names: Sequence[str]) -> None:
-    """A line in the header, not a Python warning: -k, a path or a shard may leave a counted
-    resource unused, and under ``filterwarnings = error`` a warning here would end the run
-    in an internal error."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
-        return
-    for name in names:
-        reporter.write_line(
-            f"isolate: isolate_capacity names {name!r}, but no test of this run declares "
-            f"resource({name!r}) (a typo in the ini or in a marker? resource() names not in "
-            "isolate_capacity are held exclusively)"
-        )
-
-
-class SendableReports:
-    """Worker side: reports that execnet can send.
-
-    execnet sends only its own plain types, and text that encodes to UTF-8. A report holding
-    a lone surrogate (output decoded with ``surrogateescape``, a test of bad encodings) or an
-    object (pytest 9's subtest reports carry the subTest's parameters: a ``range``, a
-    ``Fraction``) made the worker's send fail: under plain xdist the test fails with
-    execnet's DumpError, or the worker goes down and the tests after it go unreported. Such
-    text is carried backslash-escaped and such objects as their ``repr``, what the terminal
-    would show of them, and the run goes on.
-    """
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_report_to_serializable(self, report: object) -> Generator[None, Any, Any]:
-        data = yield
-        return _sendable(data)
-
-
-#: What execnet's serializer sends as it is (containers are walked).
-_PLAIN = (bool, int, float, complex, bytes, type(None))
-
-
-def _sendable(value: Any) -> Any:
-    if isinstance(value, str):
-        if value.isascii():  # nearly every string, in C: the rest is rare
-            return value
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return value
-    if isinstance(value, _PLAIN):
-        return value
-    if isinstance(value, dict):
-        return {_sendable(key): _sendable(item) for key, item in value.items()}
-    if type(value) in (list, tuple, set, frozenset):
-        return type(value)(_sendable(item) for item in value)
-    return _sendable(repr(value))
-
-
-def _basetemp(config: pytest.Config) -> Path:
-    """pytest's basetemp (per worker, following --basetemp), where the worker's directory
-    goes; under ``-p no:tmpdir`` a directory of this process's own, removed at exit."""
-    factory = compat.tmp_path_factory(config)  # absent under -p no:tmpdir
-    if factory is not None:
-        return factory.getbasetemp()
-    import shutil
-    import tempfile
-
-    made = Path(tempfile.mkdtemp(prefix="pytest-isolate-"))
-    config.add_cleanup(lambda: shutil.rmtree(made, ignore_errors=True))
-    return made
-
-
-def _exit_status(node: WorkerController) -> int | None:
-    """A local worker's exit status; None for remote workers or when it does not end soon."""
-    popen = compat.local_popen(node.gateway)
-    if popen is None:
-        return None
-    try:
-        return int(popen.wait(timeout=5))
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-class TimeoutGuard:
-    """Arms the watchdog around each test that has a timeout."""
-
-    def __init__(self, watchdog: Watchdog, default: float | None) -> None:
-        self.watchdog = watchdog
-        self.default = default
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
-        seconds = timeout_of(item, self.default)
-        if seconds is None:
-            return (yield)
-        try:
-            # Armed inside the try: if arming fails half-way, the timer is still cancelled.
-            self.watchdog.arm(item.nodeid, seconds)
-            return (yield)
-        finally:
-            self.watchdog.disarm()
-
-
 def unconfigure(config: pytest.Config) -> None:
     # After junitxml and pytest-reportlog wrote their files: put the tests in output order.
     reporter = config.pluginmanager.get_plugin("isolate-reporter")
@@ -609,128 +422,7 @@ def unconfigure(config: pytest.Config) -> None:
     _end_run(config)
 
 
-def _reporter(config: pytest.Config) -> Reporter:
-    from .reporter import Reporter
-
-    reporter = config.pluginmanager.get_plugin("isolate-reporter")
-    assert isinstance(reporter, Reporter)
-    return reporter
-
-
 def worker_of(config: pytest.Config) -> IsolateWorker | None:
     """The worker of an asked-for run, made at session start; None where none was asked."""
     state = config.pluginmanager.get_plugin("isolate-state")
     return state._worker() if isinstance(state, IsolateState) else None
-
-
-class XdistHooks:
-    """Hooks that exist only when pytest-xdist is installed."""
-
-    def __init__(self, state: IsolateState) -> None:
-        self.state = state
-        self.inbox = transport.Inbox()
-        self.scheduler: IsolateScheduling | None = None
-        self.slots: dict[str, int] = {}  # live worker id -> slot
-        self.crashed: list[int] = []  # slots of crashed workers, not yet taken over
-
-    def pytest_configure_node(self, node: WorkerController) -> None:
-        # A replacement takes over its crashed predecessor's slot (its queue, its port
-        # block), even where a worker that finished has left a lower slot free; else the
-        # lowest free slot.
-        taken = set(self.slots.values())
-        if self.crashed:
-            slot = min(self.crashed)
-            self.crashed.remove(slot)
-        else:
-            slot = next(s for s in range(len(taken) + 1) if s not in taken)
-        self.slots[node.gateway.id] = slot
-        node.workerinput["isolate_slot"] = slot
-        node.workerinput["isolate_run_id"] = self.state.run_id
-        node.workerinput["isolate_remote"] = not transport.is_local(node.gateway)
-        self.inbox.open(node.gateway)
-
-    def pytest_xdist_node_collection_finished(
-        self, node: WorkerController, ids: Sequence[str]
-    ) -> None:
-        claims = wire.decode(self.inbox.wait(node.gateway.id, "claims"))
-        reporter = _reporter(self.state.config)
-        shard = self.inbox.get(node.gateway.id, "shard")  # sent ahead of the claims
-        if shard is not None:
-            reporter.shard = (int(shard[0]), int(shard[1]), list(shard[2]))
-        if not reporter.nodeids:
-            unused = self.inbox.get(node.gateway.id, "unused_capacity")  # sent ahead too
-            _warn_unused_capacity(self.state.config, list(unused or []))
-        reporter.set_collection(ids, claims)
-
-    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
-        """A worker that timed out looks like a crash to xdist: say what really happened."""
-        node = getattr(report, "node", None)
-        if node is None:
-            return
-        message = self.inbox.get(node.gateway.id, "worker")
-        local = transport.is_local(node.gateway)
-        # The stack comes over the channel; faulthandler's backstop file (the GIL held) can
-        # only be read where the worker ran, and its pid only signalled there.
-        found = from_report(self.inbox.get(node.gateway.id, MESSAGE_KIND), crashitem)
-        if found is None and message is not None and local:
-            found = read_stack(Path(message["dir"]), crashitem)
-        if found is None or message is None:
-            cause = describe_exit(_exit_status(node))
-            if cause:
-                report.longrepr = f"{report.longrepr}: the worker was {cause}"
-            return
-        seconds, stack = found
-        if local:
-            stop_group(int(message["pid"]))
-        spec = node.gateway.spec
-        where = "" if local else f" on {spec.socket or spec.ssh or spec.via}"
-        report.longrepr = (
-            f"Timeout: {crashitem} ran longer than {seconds:g}s (--isolate-timeout or "
-            f"isolate_timeout); its worker {node.gateway.id}{where} was stopped.\n\n{stack}"
-        )
-
-    def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
-        slot = self.slots.pop(node.gateway.id, None)
-        if error is not None and slot is not None:
-            self.crashed.append(slot)  # for its replacement, if xdist starts one
-        message = self.inbox.get(node.gateway.id, "worker")
-        if error is None or message is None:
-            return
-        # The worker died without tearing down: do it here, for plugins and the database.
-        worker = IsolateWorker.from_message(message)
-        try:
-            self.state.config.hook.pytest_isolate_teardown_worker(worker=worker, crashed=True)
-        finally:
-            release_database(worker, self.state.settings)
-            if transport.is_local(node.gateway):
-                remove_link(worker.tmp_path)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
-        result = yield
-        # Reached only when xdist ended the loop without an interruption (-x and Ctrl-C
-        # raise): tests still unrun then lost their workers, restarts used up. Each gets an
-        # outcome, so every collected test ends with exactly one.
-        if self.scheduler is not None:
-            for nodeid in self.scheduler.never_ran():
-                fspath = nodeid.split("::")[0]
-                report = pytest.TestReport(
-                    nodeid,
-                    (fspath, None, nodeid),
-                    {},
-                    "failed",
-                    NEVER_RAN,
-                    "call",
-                )
-                session.config.hook.pytest_runtest_logreport(report=report)
-        return result
-
-    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Producer) -> Any:
-        if config.stash.get(EXPLICIT_DIST, False):
-            return None
-        from .xdist_scheduler import IsolateScheduling
-
-        self.scheduler = IsolateScheduling(
-            config, log, self.inbox, self.state.capacity, self.state.recorded
-        )
-        return self.scheduler

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from pytest_isolate.leases import locked
+from pytest_isolate.provision.leases import locked
 
 CHROMIUM = "/usr/bin/chromium"
 LOCK = "/tmp/pytest-isolate-chromium.lock"

@@ -361,7 +361,7 @@ def test_findings_are_in_the_controller_stash(pytester: pytest.Pytester) -> None
     pytester.makeconftest(
         """
         import json, os
-        from pytest_isolate import audit
+        from pytest_isolate.diagnose import audit
 
         def pytest_sessionfinish(session):
             if hasattr(session.config, "workerinput"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_isolate.leases import Leases, is_alive
+from pytest_isolate.provision.leases import Leases, is_alive
 from tests.postgres import databases, postgres_url
 
 from .conftest import Checked

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_isolate.database import list_run_databases, url_base
+from pytest_isolate.provision.database import list_run_databases, url_base
 from tests.postgres import databases, postgres_url
 
 SUITE = """

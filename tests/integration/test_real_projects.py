@@ -49,7 +49,7 @@ def test_a_suite_with_filterwarnings_error_passes_every_way(
 def test_the_worker_bootstrap_imports_nothing_of_ours() -> None:
     """Before pytest starts in a worker, the controller's bootstrap code runs there: it must
     not import pytest_isolate, or pytest cannot rewrite it (the warning above)."""
-    from pytest_isolate import transport
+    from pytest_isolate.xdist import transport
 
     imported = re.findall(r"^\s*(?:import|from)\s+([\w.]+)", transport._REMOTE_SOURCE, re.M)
     assert imported, transport._REMOTE_SOURCE  # it does import something: sys

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_isolate.leases import Leases
+from pytest_isolate.provision.leases import Leases
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 

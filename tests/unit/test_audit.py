@@ -1,6 +1,6 @@
-"""Unit tests for the isolation audit: the pure rules (pytest_isolate.findings) on plain data,
-the recorder against real audit events, sockets and processes, and the timeline's hatched bars
-as Chromium draws them."""
+"""Unit tests for the isolation audit: the pure rules (pytest_isolate.diagnose.findings) on
+plain data, the recorder against real audit events, sockets and processes, and the
+timeline's hatched bars as Chromium draws them."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_isolate import audit
-from pytest_isolate.findings import (
+from pytest_isolate.diagnose import audit
+from pytest_isolate.diagnose.findings import (
     PROPERTY,
     AuditPatternError,
     Finding,
@@ -37,7 +37,7 @@ from pytest_isolate.findings import (
     silenced,
     thread_touches,
 )
-from pytest_isolate.timeline import TimelineRecord, render_timeline
+from pytest_isolate.report.timeline import TimelineRecord, render_timeline
 from tests import browser
 
 ROOT = "/repo"

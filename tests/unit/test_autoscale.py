@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_isolate.autoscale import RunHistory, choose_workers, startup_cost
+from pytest_isolate.schedule.autoscale import RunHistory, choose_workers, startup_cost
 
 
 @pytest.mark.parametrize(

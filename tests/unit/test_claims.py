@@ -1,4 +1,5 @@
-"""Unit tests for pytest_isolate.claims: tables of raw marks in, exact claims (or faults) out."""
+"""Unit tests for pytest_isolate.declare.claims: tables of raw marks in, exact claims (or
+faults) out."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_isolate.claims import (
+from pytest_isolate.declare.claims import (
     EXCLUSIVE,
     SHARED,
     Claim,

@@ -2,8 +2,8 @@ import signal
 
 import pytest
 
-from pytest_isolate.claims import TestClaims, unused_capacity
-from pytest_isolate.crashes import describe_exit
+from pytest_isolate.declare.claims import TestClaims, unused_capacity
+from pytest_isolate.faults.crashes import describe_exit
 
 
 @pytest.mark.parametrize(

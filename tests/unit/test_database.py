@@ -1,4 +1,4 @@
-"""Unit tests for pytest_isolate.database, against a real throwaway PostgreSQL server.
+"""Unit tests for pytest_isolate.provision.database, against a real throwaway PostgreSQL server.
 
 Every test that creates databases uses its own run id (a uuid) and checks at teardown that
 nothing of its run is left on the server.
@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pytest_isolate.database import (
+from pytest_isolate.provision.database import (
     DatabaseError,
     WorkerDatabase,
     _template_lock_key,

@@ -18,8 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_isolate.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
-from pytest_isolate.dispatch import (
+from pytest_isolate.declare.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
+from pytest_isolate.declare.domains import build_domains
+from pytest_isolate.schedule.dispatch import (
     BUFFER_SECONDS,
     MAX_DEPTH,
     Dispatcher,
@@ -27,8 +28,7 @@ from pytest_isolate.dispatch import (
     Shutdown,
     setup_free_modules,
 )
-from pytest_isolate.domains import build_domains
-from pytest_isolate.plan import (
+from pytest_isolate.schedule.plan import (
     make_plan,
     make_units,
     module_of,

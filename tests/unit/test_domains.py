@@ -1,4 +1,4 @@
-"""Unit tests for pytest_isolate.domains: hand-built claims in, exact partitions out."""
+"""Unit tests for pytest_isolate.declare.domains: hand-built claims in, exact partitions out."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_isolate.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
-from pytest_isolate.domains import build_domains
+from pytest_isolate.declare.claims import EXCLUSIVE, SHARED, Claim, TestClaims, conflicts
+from pytest_isolate.declare.domains import build_domains
 
 
 def t(*claims: Claim, counted: tuple[str, ...] = (), serial: bool = False) -> TestClaims:

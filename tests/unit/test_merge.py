@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_isolate.merge import (
+from pytest_isolate.report.merge import (
     Faults,
     MergeError,
     annotate_junit,

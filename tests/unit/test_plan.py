@@ -1,4 +1,4 @@
-"""Unit tests for pytest_isolate.plan and pytest_isolate.planreport: exact queues and loads."""
+"""Unit tests for pytest_isolate.schedule.plan and .planreport: exact queues and loads."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_isolate.claims import SHARED, Claim, TestClaims
-from pytest_isolate.plan import (
+from pytest_isolate.declare.claims import SHARED, Claim, TestClaims
+from pytest_isolate.schedule.plan import (
     DEFAULT_ESTIMATE,
     CollectionPlan,
     Plan,
@@ -17,7 +17,7 @@ from pytest_isolate.plan import (
     make_units,
     plan_collection,
 )
-from pytest_isolate.planreport import format_plan
+from pytest_isolate.schedule.planreport import format_plan
 
 FREE = TestClaims()
 SERIAL = TestClaims(serial=True)
@@ -447,7 +447,7 @@ def test_format_plan_describes_claims(claims: TestClaims, description: str) -> N
 
 
 def test_group_neighbours_chunks_consecutive_free_tests_of_one_module() -> None:
-    from pytest_isolate.plan import group_neighbours
+    from pytest_isolate.schedule.plan import group_neighbours
 
     nodeids = ["a.py::t0", "a.py::t1", "a.py::t2", "b.py::t0", "a.py::t3", "a.py::t4"]
     plain = TestClaims()
@@ -476,7 +476,7 @@ def test_group_neighbours_chunks_consecutive_free_tests_of_one_module() -> None:
 
 
 def test_a_module_up_to_twice_the_cap_stays_one_chunk() -> None:
-    from pytest_isolate.plan import group_neighbours
+    from pytest_isolate.schedule.plan import group_neighbours
 
     # Its last test ran on another worker once and recorded the module fixture's 0.3 s as
     # its own. Cut off by the cap again, it would run apart again: the cut feeds itself.

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_isolate.leases import Holder, Leases, is_alive, locked, me, process_start
-from pytest_isolate.ports import (
+from pytest_isolate.provision.leases import Holder, Leases, is_alive, locked, me, process_start
+from pytest_isolate.provision.ports import (
     PortBlock,
     PortsError,
     blocks_in,
@@ -94,8 +94,8 @@ def test_lease_of_a_killed_process_is_reclaimed(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from pytest_isolate.leases import Leases, me
-        from pytest_isolate.ports import blocks_in
+        from pytest_isolate.provision.leases import Leases, me
+        from pytest_isolate.provision.ports import blocks_in
         got = Leases("ports", Path({str(tmp_path)!r})).acquire(
             blocks_in(range(10000, 10100), 100), me("dead-run", 3))
         print(got[0].start, flush=True)
@@ -138,7 +138,7 @@ def test_a_reused_pid_is_not_mistaken_for_the_holder() -> None:
 ONE_AT_A_TIME = """
 import os, sys, time
 from pathlib import Path
-from pytest_isolate.leases import locked
+from pytest_isolate.provision.leases import locked
 directory = Path(sys.argv[1])
 print("ready", flush=True)
 sys.stdin.readline()
@@ -237,7 +237,7 @@ ANOTHER_USER = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from pytest_isolate.leases import Leases, me
+    from pytest_isolate.provision.leases import Leases, me
     leases = Leases("ports", Path(sys.argv[1]))
     freed = leases.reclaim()
     got = leases.acquire([range(10000, 10050), range(10050, 10100), range(10100, 10150)],

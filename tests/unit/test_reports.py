@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_isolate.reports import (
+from pytest_isolate.report.reports import (
     ReorderBuffer,
     RunSummary,
     format_summary,

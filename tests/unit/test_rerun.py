@@ -1,4 +1,4 @@
-"""The pure parts of --isolate-rerun-alone (pytest_isolate.diagnosis), over plain data."""
+"""The pure parts of --isolate-rerun-alone (pytest_isolate.diagnose.diagnosis), over plain data."""
 
 from __future__ import annotations
 
@@ -11,25 +11,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_isolate.diagnosis import (
+from pytest_isolate.diagnose.diagnosis import (
     BISECT_MAX,
-    Arity,
     Budget,
     Caps,
     Diagnosis,
-    OptionSpec,
     Search,
     SearchResult,
     Span,
     Trial,
     Verdict,
-    absolute_nodeid,
     add_junit_properties,
     bisect_culprit,
     format_section,
     insert_records,
     junit_properties,
-    kept_args,
     overlapping,
     parse_caps,
     report_log_record,
@@ -40,6 +36,7 @@ from pytest_isolate.diagnosis import (
     timeline_notes,
     verdict_of,
 )
+from pytest_isolate.diagnose.rerun_args import Arity, OptionSpec, absolute_nodeid, kept_args
 
 # -- caps ----------------------------------------------------------------------------------
 

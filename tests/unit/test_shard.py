@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_isolate.shard import assign_shards, parse_shard, select
+from pytest_isolate.schedule.shard import assign_shards, parse_shard, select
 
 
 @pytest.mark.parametrize(("raw", "parsed"), [("1/1", (1, 1)), ("2/4", (2, 4)), (" 3/3 ", (3, 3))])
@@ -64,7 +64,7 @@ def test_the_split_is_identical_in_another_process() -> None:
     domains, nodeids, estimates = suite([1, 2, 3, 1, 1, 2, 4, 1], [1.0, 0.5, 2.0])
     here = assign_shards(domains, nodeids, estimates, 3)
     code = (
-        "import json, sys; from pytest_isolate.shard import assign_shards; "
+        "import json, sys; from pytest_isolate.schedule.shard import assign_shards; "
         "d, n, e = json.load(sys.stdin); "
         "print(json.dumps(assign_shards([tuple(x) for x in d], n, e, 3)))"
     )

@@ -1,4 +1,4 @@
-"""Unit tests for pytest_isolate.timeline: the page's data and escaping, and the page as
+"""Unit tests for pytest_isolate.report.timeline: the page's data and escaping, and the page as
 Chromium draws it (real headless Chromium from tests/browser.py; never skipped)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_isolate.timeline import OUTCOME_COLOURS, TimelineRecord, render_timeline
+from pytest_isolate.report.timeline import OUTCOME_COLOURS, TimelineRecord, render_timeline
 from tests import browser
 
 T0 = 1_700_000_000.0
@@ -324,7 +324,7 @@ if __name__ == "__main__":
 def test_the_page_and_the_closing_line_give_the_same_figures() -> None:
     """One definition of parallelism: given the run's summary, the page's headline shows the
     closing line's wall time, test time and speedup, not figures of its own."""
-    from pytest_isolate.reports import RunSummary, format_summary
+    from pytest_isolate.report.reports import RunSummary, format_summary
 
     summary = RunSummary(2, 1, 3, 4.0, 6.0, 4.0, "a", 2)
     page = render_timeline(RECORDS, "run", summary=summary)

@@ -1,4 +1,4 @@
-"""Unit tests for pytest_isolate.wire: the claims of a collection as builtins and back."""
+"""Unit tests for pytest_isolate.xdist.wire: the claims of a collection as builtins and back."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_isolate import wire
-from pytest_isolate.claims import EXCLUSIVE, SHARED, Claim, TestClaims
+from pytest_isolate.declare.claims import EXCLUSIVE, SHARED, Claim, TestClaims
+from pytest_isolate.xdist import wire
 
 PLAIN = TestClaims()
 REDIS = TestClaims((Claim("name", "redis"),))

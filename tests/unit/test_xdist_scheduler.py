@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pytest_isolate import transport, wire
-from pytest_isolate.claims import Claim, TestClaims
-from pytest_isolate.xdist_scheduler import IsolateScheduling
+from pytest_isolate.declare.claims import Claim, TestClaims
+from pytest_isolate.xdist import transport, wire
+from pytest_isolate.xdist.scheduler import IsolateScheduling
 
 COLLECTION = [f"test_m.py::test_{i}" for i in range(6)]
 DB = TestClaims((Claim("name", "db"),))
@@ -169,7 +169,7 @@ def test_a_test_that_never_reached_a_dead_worker_is_not_its_crash(
 
 
 def test_tx_three_times_popen_counts_three_workers(pytester: pytest.Pytester) -> None:
-    from pytest_isolate.xdist_scheduler import worker_count
+    from pytest_isolate.xdist.scheduler import worker_count
 
     assert worker_count(pytester.parseconfig("--tx", "3*popen", "--dist", "load")) == 3
     assert worker_count(pytester.parseconfig("--tx", "popen", "--tx", "popen")) == 2

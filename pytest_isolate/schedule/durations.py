@@ -87,7 +87,7 @@ def store_run(config: pytest.Config, history: RunHistory) -> None:
 
 def load_run(config: pytest.Config) -> RunHistory | None:
     """The last run's history, readable before pytest_configure (for ``-n auto``)."""
-    from .compat import cache_for
+    from ..compat import cache_for
 
     cache = cache_for(config)
     if cache is None:

@@ -1,9 +1,9 @@
 """Domains: tests joined, transitively, by conflicting claims.
 
-Input: one :class:`~pytest_isolate.claims.TestClaims` per collected test, in collection order.
-Output: a partition of the test indices into domains. Each domain is a tuple of indices in
-collection order; the list is ordered by each domain's first test. A domain of one test is a
-*free* test: it conflicts with nothing and may run anywhere.
+Input: one :class:`~pytest_isolate.declare.claims.TestClaims` per collected test, in
+collection order. Output: a partition of the test indices into domains. Each domain is a
+tuple of indices in collection order; the list is ordered by each domain's first test. A
+domain of one test is a *free* test: it conflicts with nothing and may run anywhere.
 
 Counted resources and ``serial`` do not join domains: they limit what runs *at the same time*
 and are enforced by the dispatcher, not by placement.

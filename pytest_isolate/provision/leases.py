@@ -31,11 +31,17 @@ class Holder(NamedTuple):
     slot: int
 
 
+def stat_fields(pid: int | str) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent, ...); raises
+    OSError (FileNotFoundError: the process is gone) as ``open`` does."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def process_start(pid: int) -> str | None:
     """The start time of ``pid`` (Linux: /proc), "" where unknown, None if it is gone."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fields = stat_fields(pid)
     except FileNotFoundError:
         if not os.path.isdir("/proc"):
             try:

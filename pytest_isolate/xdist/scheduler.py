@@ -1,12 +1,11 @@
-"""The xdist adapter: a ``Scheduling`` that lets :class:`~pytest_isolate.dispatch.Dispatcher`
-decide and carries out its decisions.
+"""The xdist adapter: a ``Scheduling`` that lets
+:class:`~pytest_isolate.schedule.dispatch.Dispatcher` decide and carries out its decisions.
 
 It holds no policy: it maps xdist's nodes to worker names, gathers each worker's claims from
 its channel, builds the plan as soon as the first worker has collected (that worker starts
 while the others are still starting; each joins the run once its own collection matches the
-first), and turns
-:class:`~pytest_isolate.dispatch.Send`/:class:`~pytest_isolate.dispatch.Shutdown` actions into
-``send_runtest_some``/``shutdown`` calls.
+first), and turns its ``Send``/``Shutdown`` actions into ``send_runtest_some``/``shutdown``
+calls.
 """
 
 from __future__ import annotations
@@ -23,14 +22,15 @@ try:
 except ImportError:  # pytest-xdist < 3.7
     from xdist.workermanage import parse_spec_config as parse_tx_spec_config
 
-from . import compat, transport, wire
-from .claims import TestClaims, declared_names
-from .dispatch import MAX_DEPTH, Action, Dispatcher, Send
-from .plan import module_of, plan_collection
+from .. import compat
+from ..declare.claims import TestClaims, declared_names
+from ..schedule.dispatch import MAX_DEPTH, Action, Dispatcher, Send
+from ..schedule.plan import module_of, plan_collection
+from . import transport, wire
 
 
 class IsolateScheduling:
-    """Domain-aware scheduling for pytest-xdist (see :mod:`pytest_isolate.dispatch`)."""
+    """Domain-aware scheduling for pytest-xdist (see :mod:`pytest_isolate.schedule.dispatch`)."""
 
     def __init__(
         self,

@@ -14,11 +14,9 @@ The rules (caps, overlaps, bisection, verdicts, texts, kept arguments) are in
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,13 +27,14 @@ from typing import IO, Any
 
 import pytest
 
-from . import compat, diagnosis, options
-from .crashes import NEVER_RAN
+from .. import compat, options
+from ..faults.crashes import NEVER_RAN
+from ..faults.timeouts import GRACE_SECONDS, stop_group
+from ..provision.tmpdirs import remove_dangling_links
+from ..report.reporter import Reporter, junit_case, junit_file, report_log_file
+from ..xdist.transport import is_local
+from . import diagnosis, rerun_args
 from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
-from .reporter import Reporter, junit_case, junit_file, report_log_file
-from .timeouts import GRACE_SECONDS
-from .tmpdirs import remove_dangling_links
-from .transport import is_local
 
 #: More failures than this many times isolate_rerun_max: no reruns at all.
 BROKEN_BUILD = 5
@@ -290,7 +289,7 @@ class Reruns:
         self.config = config
         self.cwd = Path(config.invocation_params.dir)
         self.rootdir = str(config.rootpath)
-        self.kept = diagnosis.kept_args(config.invocation_params.args, _option_specs(config))
+        self.kept = rerun_args.kept_args(config.invocation_params.args, _option_specs(config))
         self.count = 0
         self.scratch = Path(tempfile.mkdtemp(prefix="pytest-isolate-rerun-"))
         self.env = dict(os.environ)
@@ -333,7 +332,7 @@ class Reruns:
             extra.append(f"--isolate-timeline={here / 'timeline.html'}")
         if config.getoption("log_file", None) or config.getini("log_file"):
             extra.append(f"--log-file={here / 'log.txt'}")
-        tests = [diagnosis.absolute_nodeid(self.rootdir, nodeid) for nodeid in nodeids]
+        tests = [rerun_args.absolute_nodeid(self.rootdir, nodeid) for nodeid in nodeids]
         return [sys.executable, "-m", "pytest", *self.kept, *extra, *tests], here
 
     def start(self, nodeids: Sequence[str]) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
@@ -409,26 +408,22 @@ def _stop(process: subprocess.Popen[bytes], output: IO[bytes]) -> None:
     SIGTERM first, so a pytest still running tears down (fixtures, its databases), then
     SIGKILL for what is left once it has ended or the grace period is over.
     """
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        if sig == signal.SIGTERM:
-            _wait(process, GRACE_SECONDS)
+    stop_group(process.pid, GRACE_SECONDS, ended=lambda: _wait(process, 0) is not None)
     process.wait()
     output.close()
 
 
-def _option_specs(config: pytest.Config) -> dict[str, diagnosis.OptionSpec]:
+def _option_specs(config: pytest.Config) -> dict[str, rerun_args.OptionSpec]:
     """Every command-line option string of this pytest, with its dest and arity."""
     specs = {}
     for name, action in compat.option_actions(config).items():
         nargs = action.nargs
         arity = (
-            diagnosis.Arity.NONE
+            rerun_args.Arity.NONE
             if nargs == 0
-            else diagnosis.Arity.OPTIONAL
+            else rerun_args.Arity.OPTIONAL
             if nargs == "?"
-            else diagnosis.Arity.ONE
+            else rerun_args.Arity.ONE
         )
-        specs[name] = diagnosis.OptionSpec(str(action.dest), arity)
+        specs[name] = rerun_args.OptionSpec(str(action.dest), arity)
     return specs

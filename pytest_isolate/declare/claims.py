@@ -197,3 +197,25 @@ def conflicts(a: Claim, b: Claim) -> bool:
     if a.kind == "dir":
         return dir_overlaps(a.key, b.key)
     return a.key == b.key
+
+
+# -- timeouts: isolate_timeout(S) and --isolate-timeout ------------------------------
+
+
+class TimeoutError_(ValueError):
+    """A malformed timeout: the message names the option or the test."""
+
+
+def parse_timeout(raw: object, where: str) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):  # NaN fails both
+        raise TimeoutError_(
+            f"{where}: {raw!r} is not a positive, finite number of seconds (leave it out for "
+            "no timeout)"
+        )
+    return seconds

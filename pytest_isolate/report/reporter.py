@@ -22,12 +22,14 @@ from typing import Any
 
 import pytest
 
-from . import compat, durations, reports
-from .autoscale import RunHistory
-from .claims import TestClaims
-from .domains import build_domains
-from .markers import LATE_PROPERTY
-from .options import EXPLICIT_DIST
+from .. import compat
+from ..declare.claims import TestClaims
+from ..declare.domains import build_domains
+from ..declare.markers import LATE_PROPERTY
+from ..options import EXPLICIT_DIST
+from ..schedule import durations
+from ..schedule.autoscale import RunHistory
+from . import reports
 
 
 class Reporter:
@@ -43,6 +45,8 @@ class Reporter:
         self.started = time.time()
         self._spans: dict[str, list[Any]] = {}  # nodeid -> [start, stop, worker, outcome]
         self.notes: dict[str, str] = {}  # nodeid -> a remark on its timeline bar (rerun.py)
+        # nodeid -> the audit's findings, hatched on its timeline bar (audit.py)
+        self.audited: dict[str, tuple[str, ...]] = {}
         self.after_run = 0.0  # seconds spent once the tests ran (reruns): not the run's wall
         self._buffer: reports.ReorderBuffer[Callable[[], None]] | None = None
         # --isolate-shard: (K, N, the whole collection's node ids in output order).
@@ -188,7 +192,7 @@ class Reporter:
         """The run's figures, for the closing line and the timeline alike."""
         workers = 1
         if self.config.pluginmanager.has_plugin("dsession"):
-            from .xdist_scheduler import worker_count
+            from ..xdist.scheduler import worker_count
 
             workers = worker_count(self.config)
         return reports.summarize(
@@ -200,11 +204,8 @@ class Reporter:
         )
 
     def write_timeline(self, path: Path) -> None:
-        from .audit import FINDINGS
         from .timeline import TimelineRecord, render_timeline
 
-        found = self.config.stash.get(FINDINGS, {})  # --isolate-audit: hatched bars
-        audited = {n: tuple(f"{f.kind}: {f.detail}" for f in fs) for n, fs in found.items()}
         records = [
             TimelineRecord(
                 nodeid,
@@ -214,7 +215,7 @@ class Reporter:
                 outcome or "passed",
                 self._domain_of(nodeid),
                 self.notes.get(nodeid, ""),
-                audited.get(nodeid, ()),
+                self.audited.get(nodeid, ()),
             )
             for nodeid, (start, stop, worker, outcome) in self._spans.items()
         ]

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from ..report.reports import count
+
 KINDS = ("file", "port", "env", "cwd", "thread", "process")
 
 #: Kinds a marker can declare; the others (state left behind in the worker) need a fix.
@@ -316,7 +318,7 @@ def format_section(
         key=lambda nodeid: (position.get(nodeid, len(position)), nodeid),
     )
     if not tests:
-        return [f"no hidden shared state found in {audited} test{'s' if audited != 1 else ''}"]
+        return [f"no hidden shared state found in {count(audited, 'test')}"]
     lines = []
     for nodeid in tests:
         lines.append(nodeid)
@@ -325,7 +327,7 @@ def format_section(
             lines.append(f"        {_label(finding.kind)}: {finding.marker}")
     total = sum(len(findings[nodeid]) for nodeid in tests)
     lines.append(
-        f"{total} finding{'s' if total != 1 else ''} in {len(tests)} of {audited} tests; "
+        f"{count(total, 'finding')} in {len(tests)} of {audited} tests; "
         'silence one on purpose with @pytest.mark.isolate_audit_ignore("KIND:GLOB") or the '
         "ini key isolate_audit_ignore"
     )

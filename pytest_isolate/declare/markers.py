@@ -1,7 +1,7 @@
 """Markers: the declarations users write, read off pytest items.
 
 Input: a collected :class:`pytest.Item` (its own, class and module marks, closest first,
-as ``iter_markers`` gives them). Output: :class:`~pytest_isolate.claims.TestClaims`, stored
+as ``iter_markers`` gives them). Output: :class:`~pytest_isolate.declare.claims.TestClaims`, stored
 on the item. A malformed declaration becomes a failed collect report naming the test and
 the fault (:func:`malformed`), so nothing runs.
 """
@@ -14,11 +14,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .claims import PLAIN, Declaration, DeclarationError, TestClaims, parse_declaration
-from .timeouts import TimeoutError_, parse_timeout
+from .claims import (
+    PLAIN,
+    Declaration,
+    DeclarationError,
+    TestClaims,
+    TimeoutError_,
+    parse_declaration,
+    parse_timeout,
+)
 
 if TYPE_CHECKING:
-    from .compat import Node
+    from ..compat import Node
 
 CLAIMS_KEY = pytest.StashKey[TestClaims]()
 

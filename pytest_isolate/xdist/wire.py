@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .claims import PLAIN, Claim, TestClaims
+from ..declare.claims import PLAIN, Claim, TestClaims
 
 #: Bumped whenever the format changes, so a controller and a worker of different
 #: versions fail loudly instead of misreading each other.

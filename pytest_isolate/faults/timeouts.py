@@ -32,9 +32,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import IO, Any
+
+import pytest
+
+from ..declare.markers import timeout_of
 
 GRACE_SECONDS = 2.0
 #: How long after the deadline faulthandler's C timer ends a worker whose watchdog thread
@@ -46,25 +50,6 @@ MESSAGE_KIND = "timeout"
 
 #: Sends a message to the controller (``transport.send`` with the kind bound).
 Report = Callable[[dict[str, Any]], None]
-
-
-class TimeoutError_(ValueError):
-    """A malformed timeout: the message names the option or the test."""
-
-
-def parse_timeout(raw: object, where: str) -> float | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        seconds = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):  # NaN fails both
-        raise TimeoutError_(
-            f"{where}: {raw!r} is not a positive, finite number of seconds (leave it out for "
-            "no timeout)"
-        )
-    return seconds
 
 
 class Watchdog:
@@ -190,8 +175,11 @@ def read_stack(directory: Path, nodeid: str) -> tuple[float, str] | None:
     return float(lines[1]), "\n".join(lines[2:])
 
 
-def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM a process group, then SIGKILL whatever is still there after ``grace``."""
+def stop_group(
+    pgid: int, grace: float = GRACE_SECONDS, ended: Callable[[], bool] | None = None
+) -> None:
+    """SIGTERM a process group, then SIGKILL whatever is still there after ``grace``, or
+    once ``ended()`` says the part worth waiting for is done (a leader that tears down)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
@@ -200,16 +188,18 @@ def stop_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
         if sig == signal.SIGTERM:
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
+                if ended is not None and ended():
+                    break
                 try:
                     os.killpg(pgid, 0)
                 except ProcessLookupError:
                     return
-                time.sleep(0.05)
+                time.sleep(0.02)
 
 
 _STOP_SOURCE = (
     "import sys\n"
-    "from pytest_isolate.timeouts import stop_group\n"
+    "from pytest_isolate.faults.timeouts import stop_group\n"
     "stop_group(int(sys.argv[1]), float(sys.argv[2]))\n"
 )
 
@@ -231,3 +221,23 @@ def stop_own_group(grace: float = GRACE_SECONDS) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+class TimeoutGuard:
+    """Arms the watchdog around each test that has a timeout."""
+
+    def __init__(self, watchdog: Watchdog, default: float | None) -> None:
+        self.watchdog = watchdog
+        self.default = default
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        seconds = timeout_of(item, self.default)
+        if seconds is None:
+            return (yield)
+        try:
+            # Armed inside the try: if arming fails half-way, the timer is still cancelled.
+            self.watchdog.arm(item.nodeid, seconds)
+            return (yield)
+        finally:
+            self.watchdog.disarm()

@@ -15,7 +15,7 @@ import re
 import zlib
 from collections.abc import Sequence
 
-from .domains import Domain
+from ..declare.domains import Domain
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 

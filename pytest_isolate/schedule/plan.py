@@ -1,6 +1,6 @@
 """Plan: which worker runs which domain, longest first.
 
-Input: the domains (tuples of test indices), one :class:`~pytest_isolate.claims.TestClaims`
+Input: the domains (tuples of test indices), one :class:`~pytest_isolate.declare.claims.TestClaims`
 and one duration estimate per test, and a worker count.
 Output: a :class:`Plan`: the units of work in priority order and, per worker, the queue of
 units that a longest-processing-time-first (LPT) assignment gives it, in collection order:
@@ -18,8 +18,8 @@ import heapq
 from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple
 
-from .claims import TestClaims
-from .domains import Domain, build_domains
+from ..declare.claims import TestClaims
+from ..declare.domains import Domain, build_domains
 
 #: Seconds assumed for a test when no test of the suite has recorded history.
 DEFAULT_ESTIMATE = 0.01

@@ -1,6 +1,6 @@
 """Plan report: the text ``--isolate-plan`` prints.
 
-Input: a :class:`~pytest_isolate.plan.Plan`, the node ids, claims and estimates.
+Input: a :class:`~pytest_isolate.schedule.plan.Plan`, the node ids, claims and estimates.
 Output: lines of text. Pure.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .claims import TestClaims, declared_names
+from ..declare.claims import TestClaims, declared_names
 from .plan import Plan
 
 

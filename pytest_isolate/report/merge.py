@@ -17,34 +17,36 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .reports import reorder_junit, reorder_report_log
+from .reports import count, reorder_junit, reorder_report_log
+from .shardfiles import (
+    JUNIT_PROPERTY,
+    REPORT_TYPE,
+    VERSION,
+    MergeError,
+    ShardRecord,
+    by_shard,
+    read_junit,
+    read_report_log,
+    suites_of,
+)
 
-#: Bumped whenever the record's format changes.
-VERSION = 1
-#: The name of the JUnit suite property holding the record.
-JUNIT_PROPERTY = "pytest_isolate.shard"
-#: The ``$report_type`` of the report-log line holding the record.
-REPORT_TYPE = "pytest_isolate.Shard"
+__all__ = [
+    "JUNIT_PROPERTY",
+    "REPORT_TYPE",
+    "VERSION",
+    "Faults",
+    "MergeError",
+    "Merged",
+    "ShardRecord",
+]
+
 
 _COUNTS = ("tests", "errors", "failures", "skipped")
 # Every shard collects the whole suite: these repeat alike in each, and appear once in a run.
 _COLLECTION_WARNINGS = ("config", "collect")
-
-
-class MergeError(Exception):
-    """Input the merge cannot use; the message names the file and the fault."""
-
-
-@dataclass(frozen=True)
-class ShardRecord:
-    shard: int  # 1-based
-    shards: int
-    tests: tuple[str, ...]  # node ids of the whole collection, in collection order
-    # JUnit only: each test's (classname, name), as pytest's junitxml names its test case.
-    cases: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def annotate_junit(
     ``tests``: ``(nodeid, classname, name)`` of every collected test, in collection order.
     """
     root = ET.fromstring(text)
-    suites = _suites(root)
+    suites = suites_of(root)
     if not suites:
         return text
     value = json.dumps(
@@ -126,7 +128,7 @@ def annotate_junit(
 
 def merge_report_logs(files: Sequence[tuple[str, str]]) -> Merged:
     """``files``: ``(name, text)`` of each shard's report-log. One report-log, collection order."""
-    shards = sorted((_read_report_log(name, text) for name, text in files), key=_by_shard)
+    shards = sorted((read_report_log(name, text) for name, text in files), key=by_shard)
     collection, faults = _check_shards([(s.name, s.record) for s in shards])
     positions = {nodeid: i for i, nodeid in enumerate(collection)}
     found: dict[str, list[str]] = {}
@@ -166,7 +168,7 @@ def merge_report_logs(files: Sequence[tuple[str, str]]) -> Merged:
 
 def merge_junit(files: Sequence[tuple[str, str]]) -> Merged:
     """``files``: ``(name, text)`` of each shard's JUnit XML. One document, in collection order."""
-    shards = sorted((_read_junit(name, text) for name, text in files), key=_by_shard)
+    shards = sorted((read_junit(name, text) for name, text in files), key=by_shard)
     collection, faults = _check_shards([(s.name, s.record) for s in shards])
     order = {nodeid: i for i, nodeid in enumerate(collection)}
     nodeid_of: dict[tuple[str, str], str] = {}
@@ -179,7 +181,7 @@ def merge_junit(files: Sequence[tuple[str, str]]) -> Merged:
     found: dict[str, list[str]] = {}
     repeated: set[bytes] = set()
     for shard in shards:
-        for suite in _suites(shard.root):
+        for suite in suites_of(shard.root):
             target = merged.get(suite.get("name", ""))
             if target is None:
                 target = merged[suite.get("name", "")] = ET.Element(suite.tag, dict(suite.attrib))
@@ -240,119 +242,12 @@ def format_faults(faults: Faults) -> list[str]:
             "were the shards run from the same checkout with the same options?"
         )
     if faults.missing:
-        lines.append(f"{_tests(len(faults.missing))} missing from every shard:")
+        lines.append(f"{count(len(faults.missing), 'test')} missing from every shard:")
         lines += [f"  {nodeid}" for nodeid in faults.missing]
     if faults.duplicated:
-        lines.append(f"{_tests(len(faults.duplicated))} in more than one shard:")
+        lines.append(f"{count(len(faults.duplicated), 'test')} in more than one shard:")
         lines += [f"  {nodeid}  ({', '.join(names)})" for nodeid, names in faults.duplicated]
     return lines
-
-
-# -- reading ------------------------------------------------------------------------------------
-
-
-@dataclass
-class _ReportLog:
-    name: str
-    record: ShardRecord
-    lines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-
-@dataclass
-class _Junit:
-    name: str
-    record: ShardRecord
-    root: ET.Element
-
-
-def _by_shard(shard: _ReportLog | _Junit) -> int:
-    return shard.record.shard
-
-
-def _read_report_log(name: str, text: str) -> _ReportLog:
-    records: list[ShardRecord] = []
-    lines: list[tuple[str, dict[str, Any]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise MergeError(f"{name}, line {number}: not JSON ({exc})") from None
-        if not isinstance(data, dict) or "$report_type" not in data:
-            raise MergeError(f"{name}, line {number}: not a report-log record (no $report_type)")
-        if data["$report_type"] == REPORT_TYPE:
-            records.append(_record(name, data))
-        else:
-            lines.append((line, data))
-    if not records:
-        raise MergeError(f"{name}: no shard record; {_HOW}")
-    if len(records) > 1:
-        raise MergeError(f"{name}: {len(records)} shard records, expected one")
-    return _ReportLog(name, records[0], lines)
-
-
-def _read_junit(name: str, text: str) -> _Junit:
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise MergeError(f"{name}: not well-formed XML ({exc})") from None
-    if root.tag not in ("testsuites", "testsuite"):
-        raise MergeError(f"{name}: not a JUnit XML file (root element <{root.tag}>)")
-    suites = _suites(root)
-    found: list[ShardRecord] = []
-    for suite in suites:
-        properties = suite.find("properties")
-        if properties is None:
-            continue
-        for prop in list(properties):
-            if prop.tag == "property" and prop.get("name") == JUNIT_PROPERTY:
-                found.append(_junit_record(name, prop.get("value", "")))
-                properties.remove(prop)  # not part of the merged file
-        if len(properties) == 0:
-            suite.remove(properties)
-    if not found:
-        raise MergeError(f"{name}: no shard record; {_HOW}")
-    if len(found) > 1:
-        raise MergeError(f"{name}: {len(found)} shard records, expected one")
-    return _Junit(name, found[0], root)
-
-
-_HOW = "was it written by a run with pytest -p isolate --isolate-shard K/N (and not compressed)?"
-
-
-def _junit_record(name: str, value: str) -> ShardRecord:
-    try:
-        data = json.loads(value)
-    except ValueError:
-        raise MergeError(f"{name}: the shard record is not JSON") from None
-    if not isinstance(data, dict):
-        raise MergeError(f"{name}: the shard record is not a JSON object")
-    return _record(name, data, junit=True)
-
-
-def _record(name: str, data: dict[str, Any], junit: bool = False) -> ShardRecord:
-    if data.get("version") != VERSION:
-        raise MergeError(
-            f"{name}: shard record version {data.get('version')!r}, this merge reads "
-            f"version {VERSION}; merge with the pytest-isolate version that ran the shards"
-        )
-    shard, shards, tests = data.get("shard"), data.get("shards"), data.get("tests")
-    if not (isinstance(shard, int) and isinstance(shards, int) and 1 <= shard <= shards):
-        raise MergeError(f"{name}: the shard record has no valid shard K of N")
-    if not isinstance(tests, list):
-        raise MergeError(f"{name}: the shard record has no list of tests")
-    if not junit:
-        if not all(isinstance(t, str) for t in tests):
-            raise MergeError(f"{name}: the shard record's tests are not node ids")
-        return ShardRecord(shard, shards, tuple(tests))
-    if not all(
-        isinstance(t, list) and len(t) == 3 and all(isinstance(s, str) for s in t) for t in tests
-    ):
-        raise MergeError(f"{name}: the shard record's tests are not [nodeid, classname, name]")
-    return ShardRecord(
-        shard, shards, tuple(t[0] for t in tests), tuple((t[1], t[2]) for t in tests)
-    )
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -430,10 +325,6 @@ def _same_in_every_shard(data: dict[str, Any]) -> bool:
     )
 
 
-def _suites(root: ET.Element) -> list[ET.Element]:
-    return [root] if root.tag == "testsuite" else root.findall("testsuite")
-
-
 def _add_suite_attributes(name: str, target: ET.Element, suite: ET.Element) -> None:
     """Counts and times add up; the earliest timestamp stays; the rest is the first shard's."""
     for key in (*_COUNTS, "time"):
@@ -475,10 +366,6 @@ def _merge_properties(target: ET.Element, properties: ET.Element) -> None:
     for prop in properties:
         if ET.tostring(prop) not in have:
             mine.append(prop)
-
-
-def _tests(count: int) -> str:
-    return f"{count} test{'s' if count != 1 else ''}"
 
 
 def _xml(root: ET.Element) -> str:

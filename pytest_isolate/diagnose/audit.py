@@ -24,11 +24,13 @@ from typing import Any
 
 import pytest
 
-from . import findings, markers
-from .claims import PLAIN
+from ..declare import markers
+from ..declare.claims import PLAIN
+from ..options import audit_wanted
+from ..provision.leases import stat_fields
+from ..provision.worker import Provisioner
+from . import findings
 from .findings import Finding, Scope, Touch
-from .options import audit_wanted
-from .worker import Provisioner
 
 __all__ = ["FINDINGS", "Finding", "configure"]
 
@@ -175,11 +177,10 @@ def child_processes(parent: int) -> dict[int, str]:
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat", "rb") as stat:
-                fields = stat.read().rpartition(b")")[2].split()
+            fields = stat_fields(name)
         except OSError:
             continue  # gone meanwhile
-        if fields and fields[0] != b"Z":
+        if fields and fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(name))
     found: dict[int, str] = {}
     todo = list(children.get(parent, []))
@@ -330,9 +331,9 @@ class AuditPlugin:
 
     def _scope(self, item: pytest.Item) -> Scope:
         if self._private is None:
-            from .session import _basetemp
+            from ..compat import basetemp
 
-            private = [_basetemp(self.config)]
+            private = [basetemp(self.config)]
             if self.provisioner.worker is not None:
                 private.append(self.provisioner.worker.tmp_path)
             if not hasattr(self.config, "workerinput"):
@@ -413,6 +414,10 @@ class AuditPlugin:
             finding = findings.decode(report.nodeid, *entry) if len(entry) == 2 else None
             if finding is not None and finding not in found.get(report.nodeid, []):
                 found.setdefault(report.nodeid, []).append(finding)
+        reporter = self.config.pluginmanager.get_plugin("isolate-reporter")
+        if reporter is not None and report.nodeid in found:  # hatched timeline bars
+            texts = tuple(f"{f.kind}: {f.detail}" for f in found[report.nodeid])
+            reporter.audited[report.nodeid] = texts
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.audited:
