@@ -114,6 +114,20 @@ def count_failure(dsession: Any, report: pytest.TestReport) -> None:
     dsession._handlefailures(report)
 
 
+def defer_shutdown(node: Any, requested: Callable[[], None]) -> Callable[[], None]:
+    """Route xdist's own calls of ``node.shutdown()`` to ``requested``; returns the real one.
+
+    xdist ends a run (-x, a worker's KeyboardInterrupt, restarts used up) by shutting every
+    node down at once, and a shutdown starts the test a worker holds back unrun (its protocol
+    starts a test only with another queued behind it): one that waits for a serial barrier
+    or a counted resource would start beside what it conflicts with. DSession calls
+    ``node.shutdown()`` by name, so an instance attribute takes the call; the scheduler sends
+    the real shutdown once that test may start."""
+    real: Callable[[], None] = node.shutdown
+    node.shutdown = requested
+    return real
+
+
 def local_popen(gateway: Any) -> subprocess.Popen[bytes] | None:
     """A local execnet gateway's process (``gateway._io.popen``), for the exit status that
     names a crash (signal, exit code). None for remote gateways, or if the name goes: the

@@ -38,7 +38,7 @@ def _exit_status(node: WorkerController) -> int | None:
     if popen is None:
         return None
     try:
-        return int(popen.wait(timeout=5))
+        return int(popen.wait(timeout=1))
     except (OSError, subprocess.TimeoutExpired):
         return None
 

@@ -14,8 +14,6 @@ import contextlib
 import functools
 import gc
 import os
-import signal
-import threading
 from collections import defaultdict
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,6 +33,7 @@ from .declare.claims import (
     unused_capacity,
 )
 from .declare.domains import build_domains
+from .faults import interrupts
 from .faults.timeouts import (
     MESSAGE_KIND,
     TimeoutGuard,
@@ -150,24 +149,18 @@ def _start_run(config: pytest.Config, settings: Settings) -> None:
         registry = RunRegistry()
         config.stash[RECLAIMED] = registry.reclaim()
         registry.register(run_id, settings.db_url)
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM (a CI job cancelled, say) ends the run as Ctrl-C does: workers stopped,
-        # databases dropped, leases released, and pytest's summary of what finished.
-        config.stash[SIGTERM_BEFORE] = signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+    # SIGTERM (a CI job cancelled, say) ends the run as Ctrl-C does.
+    config.stash[SIGTERM_BEFORE] = interrupts.install(config)
 
 
 def _end_run(config: pytest.Config) -> None:
-    before = config.stash.get(SIGTERM_BEFORE, None)
-    if before is not None:
-        signal.signal(signal.SIGTERM, before)
+    interrupts.restore(config.stash.get(SIGTERM_BEFORE, None))
     run_id = config.stash.get(RUN_ID, None)
     if run_id is not None:
-        # Workers remove their own temp links; this catches those killed before they could.
+        # Workers remove their own temp links and release their port leases; this catches
+        # those killed before they could (a run interrupted, or stopped by xdist).
         remove_run_links(run_id)
+        Leases("ports").reclaim()
     state = config.pluginmanager.get_plugin("isolate-state")
     if run_id is None or not isinstance(state, IsolateState) or not state.settings.db_url:
         return

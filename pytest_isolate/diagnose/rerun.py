@@ -28,8 +28,10 @@ from typing import IO, Any
 import pytest
 
 from .. import compat, options
+from ..faults import interrupts
 from ..faults.crashes import NEVER_RAN
 from ..faults.timeouts import GRACE_SECONDS, stop_group
+from ..provision.leases import Leases
 from ..provision.tmpdirs import remove_dangling_links
 from ..report.reporter import Reporter, junit_case, junit_file, report_log_file
 from ..xdist.transport import is_local
@@ -123,7 +125,7 @@ class RerunAlone:
                 f"(at most {self.caps.seconds:g}s)"
             )
         try:
-            with Reruns(self.config) as runs:
+            with interrupts.interrupting(), Reruns(self.config) as runs:
                 self._diagnose(runs, chosen, budget, self.diagnoses)
         except KeyboardInterrupt:
             # Ctrl-C (or SIGTERM) during the reruns ends them; the run's report still comes,
@@ -301,8 +303,10 @@ class Reruns:
 
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
-        # A rerun that crashed left its temp link; its directory went with the scratch.
+        # A rerun whose test crashed it left its temp link (its directory went with the
+        # scratch) and its port lease.
         remove_dangling_links(Path(tempfile.gettempdir()))
+        Leases("ports").reclaim()
 
     def command(self, nodeids: Sequence[str]) -> tuple[list[str], Path]:
         self.count += 1

@@ -8,8 +8,8 @@ the recorded order, drops the records, keeps once what every shard wrote alike (
 reports, collection errors, collection-time warnings), and names the tests that ran in no shard
 or in two (:class:`Faults`).
 
-This module owns the record's format, both directions. Pure: strings in, strings out; a
-:class:`MergeError` names the file and the fault of unusable input.
+The record's format is shardfiles.py's (written here, read there). Pure: strings in,
+strings out; a :class:`MergeError` names the file and the fault of unusable input.
 """
 
 from __future__ import annotations

@@ -162,6 +162,16 @@ class Dispatcher(Choosing):
         self._note_head(worker)
         self._unsatisfy()
 
+    def stop(self, name: str) -> None:
+        """xdist is ending the run (-x, a worker's KeyboardInterrupt, restarts used up): the
+        worker gets nothing more, and its shutdown comes once its parked test may start (a
+        shutdown starts it, and at once it could run beside what it conflicts with)."""
+        worker = self._workers.get(name)
+        if worker is None or worker.shutdown:
+            return
+        worker.stopping = True
+        worker.satisfied = False
+
     def retry(self, test: int) -> None:
         """Run a finished (crashed) test again, first in its unit; for rerun plugins."""
         if test not in self._finished:
@@ -225,6 +235,10 @@ class Dispatcher(Choosing):
 
     def _top_up(self, worker: _Worker, actions: list[Action], steal: bool) -> None:
         sent: list[int] = []
+        if worker.stopping:
+            if not worker.shutdown:
+                self._shutdown(worker, sent, actions)  # no-op until its parked test may start
+            return
         if worker.parked is not None and not self._below_low_water(worker):
             worker.satisfied = True
             return

@@ -44,6 +44,7 @@ class _Worker:
         "serial_pending",
         "shutdown",
         "slot",
+        "stopping",
     )
 
     def __init__(self, name: str, slot: int) -> None:
@@ -51,6 +52,7 @@ class _Worker:
         self.slot = slot
         self.pending: deque[int] = deque()
         self.shutdown = False
+        self.stopping = False  # xdist is ending the run: shut down once the parked test may start
         self.released_estimate = 0.0
         self.serial_pending = 0
         self.bound: list[int] = []  # units with unsent tests, in bind order

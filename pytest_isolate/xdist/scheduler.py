@@ -10,7 +10,7 @@ calls.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 from xdist.dsession import WorkerStatus, get_workers_status_line
@@ -59,6 +59,8 @@ class IsolateScheduling:
         self._aborted = False
         # Workers a send to failed (going down), and the tests that never reached them.
         self._unreachable: dict[str, set[int]] = {}
+        # Joined nodes' own shutdown: xdist's calls of node.shutdown() come to _stop_requested.
+        self._real_shutdown: dict[str, Callable[[], None]] = {}
 
     # -- the Scheduling protocol ---------------------------------------------------------
 
@@ -165,6 +167,7 @@ class IsolateScheduling:
         assert self._dispatcher is not None and self._collection is not None
         self._joined.discard(node.gateway.id)
         undelivered = self._unreachable.pop(node.gateway.id, set())
+        self._real_shutdown.pop(node.gateway.id, None)
         crashed = self._dispatcher.remove_worker(node.gateway.id, undelivered)
         self._dispatch()
         return None if crashed is None else self._collection[crashed]
@@ -213,6 +216,18 @@ class IsolateScheduling:
         assert self._dispatcher is not None
         self._dispatcher.add_worker(node.gateway.id, _slot_of(node))
         self._joined.add(node.gateway.id)
+        self._real_shutdown[node.gateway.id] = compat.defer_shutdown(
+            node, lambda: self._stop_requested(node)
+        )
+
+    def _stop_requested(self, node: WorkerController) -> None:
+        """xdist shuts the nodes down to end the run: each goes once it may (Dispatcher.stop)."""
+        name = node.gateway.id
+        if self._dispatcher is None or name not in self._joined or self._aborted:
+            self._real_shutdown.pop(name, node.shutdown)()
+            return
+        self._dispatcher.stop(name)
+        self._apply(self._dispatcher.dispatch())
 
     def never_ran(self) -> list[str]:
         """Node ids of the tests this run never finished (workers gone, restarts used up)."""
@@ -267,7 +282,7 @@ class IsolateScheduling:
                 if isinstance(action, Send):
                     node.send_runtest_some(list(action.tests))
                 else:
-                    node.shutdown()
+                    self._real_shutdown.get(node.gateway.id, node.shutdown)()
             except (OSError, EOFError) as exc:
                 # The worker died, and xdist has not reported it down yet (two crashes close
                 # together): its channel is closed. It is going down; xdist's report of that

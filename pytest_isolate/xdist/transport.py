@@ -9,6 +9,8 @@ alike (no shared filesystem). Workers send tagged messages, ``(kind, payload)``:
   order)``, from ``pytest_collection_modifyitems``, ahead of the claims: the shard record the
   controller writes into the run's JUnit and report-log files for ``python -m pytest_isolate
   merge``;
+- ``"unused_capacity"``: the ``isolate_capacity`` names no collected test declares (the
+  deselected included), just ahead of the claims;
 - ``"claims"``: the claims of its collection, from ``pytest_collection_finish``, ahead of
   xdist's ``collectionfinish`` event on the same connection;
 - ``"timeout"``: a timed-out test's stack, from the worker's watchdog thread just before the

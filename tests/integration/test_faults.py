@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_isolate.provision.leases import Leases, is_alive
+from pytest_isolate.provision.leases import Leases
 from tests.postgres import databases, postgres_url
 
 from .conftest import Checked
@@ -343,9 +343,56 @@ def test_sigterm_to_the_controller_cleans_up_and_reports(
     assert run.returncode == pytest.ExitCode.INTERRUPTED, text
     assert "KeyboardInterrupt" in text or "Interrupted" in text
     assert not set(names) & databases(server), "a worker database survived SIGTERM"
-    leases = Leases("ports", pytester.path / "_leases").held()
-    assert not [h for _, h in leases.values() if is_alive(h)], "a live port lease remains"
+    assert Leases("ports", pytester.path / "_leases").held() == {}, "a port lease remains"
     assert not _group_alive(run.pid), "a worker outlived the controller"
+
+
+FINISHING = """
+import os, time
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):
+        return
+    open(os.path.join(str(session.config.rootpath), "finishing"), "w").close()
+    time.sleep(3)
+"""
+
+
+def test_sigterm_while_the_run_writes_its_reports_is_ignored(pytester: pytest.Pytester) -> None:
+    """Past the tests, pytest no longer turns KeyboardInterrupt into "interrupted": a
+    SIGTERM then ended the process with a traceback, exit -2 and no JUnit file (found by
+    the fault harness, seed 119)."""
+    pytester.makeconftest(FINISHING)
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "isolate", "-n", "2", "--junitxml=j.xml"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not (pytester.path / "finishing").exists():
+        assert run.poll() is None and time.monotonic() < deadline, "never reached its finish"
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGTERM)
+    out = run.communicate(timeout=60)[0].decode()
+    assert run.returncode == 0, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert (pytester.path / "j.xml").is_file()
+
+
+def test_a_rerun_killed_by_its_own_test_leaves_no_port_lease(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crashing test crashes its rerun alone too; the rerun's lease is released (found
+    by the fault harness, seed 0: the next run freed it as "left by killed runs")."""
+    leases = pytester.path / "_leases"
+    monkeypatch.setenv("PYTEST_ISOLATE_LEASE_DIR", str(leases))
+    pytester.makepyfile(test_crash="import os\n\ndef test_crash():\n    os._exit(1)\n")
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*rerunning 1 failed test(s) alone*"])
+    assert Leases("ports", leases).held() == {}
 
 
 def test_sigkill_leaves_databases_that_the_next_run_drops(

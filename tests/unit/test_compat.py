@@ -79,6 +79,24 @@ def test_worker_controller_says_when_it_is_shutting_down() -> None:
     assert isinstance(xdist.workermanage.WorkerController.shutting_down, property)
 
 
+def test_a_nodes_shutdown_can_be_deferred() -> None:
+    """DSession.triggershutdown calls node.shutdown() on each node: an instance attribute
+    takes the call, and the real method is kept for the scheduler."""
+    assert callable(xdist.workermanage.WorkerController.shutdown)
+    assert callable(xdist.dsession.DSession.triggershutdown)
+
+    class Node:
+        def shutdown(self) -> None:
+            self.shut = True
+
+    node, asked = Node(), []
+    real = compat.defer_shutdown(node, lambda: asked.append(1))
+    node.shutdown()
+    assert asked == [1] and not hasattr(node, "shut")
+    real()
+    assert node.shut
+
+
 def test_a_local_gateway_has_its_process() -> None:
     gateway = execnet.makegateway("popen")
     try:
@@ -94,7 +112,7 @@ def test_no_other_module_touches_a_private_name() -> None:
     _pytest, are compat.py's alone (our own names, such as a NamedTuple's _asdict, aside)."""
     ours = {"_asdict", "_replace", "_exit", "_worker", "_pytest_isolate_channel"}
     found = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         if path.name == "compat.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):

@@ -56,6 +56,8 @@ class Violation(AssertionError):
 
 
 JOIN = -1  # an event's "test" when the event is a worker joining
+STOP = -2  # ... when xdist ends the run (-x, a worker's KeyboardInterrupt)
+ABANDON = -3  # ... when a planned worker is known never to come (it failed to start)
 
 
 def simulate(
@@ -70,14 +72,19 @@ def simulate(
     buffer_seconds: float = BUFFER_SECONDS,
     nodeids: list[str] | None = None,
     guessed: bool = False,
-    joins: list[float] | None = None,
+    joins: list[float | None] | None = None,
+    retry_crash: bool = False,
+    stop_at: float | None = None,
 ) -> Run:
     """Run the dispatcher against simulated xdist workers; raise Violation on any fault.
 
     ``crash_at``: the worker running the test with this start number dies mid-test and is
     replaced by a new worker, as xdist does. ``nodeids``: free tests of one module are
     chunked together as plan_collection does. ``joins``: when each worker (by slot) has
-    collected and joins the run; by default all at 0.
+    collected and joins the run (None: it never does, and is abandoned at 0.5 s); by default
+    all at 0. ``retry_crash``: the crashed test is asked for again at once (a rerun plugin,
+    through xdist's mark_test_pending). ``stop_at``: xdist ends the run then, shutting every
+    worker down (Dispatcher.stop); tests not sent by then never run, and none is replaced.
     """
     capacity = capacity or {}
     estimates = estimates or durations
@@ -102,7 +109,9 @@ def simulate(
     events: list[tuple[float, int, str, int]] = []  # (time, seq, worker, test or JOIN)
     sequence = itertools.count()
     for slot, when in enumerate(joins or [0.0] * workers):
-        if when == 0.0:
+        if when is None:
+            heapq.heappush(events, (0.5, next(sequence), f"gw{slot}", ABANDON))
+        elif when == 0.0:
             sims[f"gw{slot}"] = SimWorker(f"gw{slot}")
             dispatcher.add_worker(f"gw{slot}", slot)
         else:
@@ -111,6 +120,9 @@ def simulate(
     running: dict[str, int] = {}
     crashed: list[int] = []
     completed: set[int] = set()
+    sent_by_stop: set[int] | None = None  # what had been sent when xdist ended the run
+    if stop_at is not None:
+        heapq.heappush(events, (stop_at, next(sequence), "", STOP))
 
     def apply(actions: list[Send | Shutdown]) -> None:
         for action in actions:
@@ -144,6 +156,8 @@ def simulate(
                 continue
             if len(sim.queue) >= 2 or sim.shutdown:
                 test = sim.queue[0]
+                if sent_by_stop is not None and test not in sent_by_stop:
+                    raise Violation(f"{test} was sent after xdist ended the run")
                 check_start(name, test)
                 running[name] = test
                 started.append((now, name, test))
@@ -151,7 +165,19 @@ def simulate(
         if not events:
             break
         now, _, name, test = heapq.heappop(events)
+        if test == STOP:
+            sent_by_stop = completed | set(crashed) | {t for s in sims.values() for t in s.queue}
+            for worker in list(sims):
+                dispatcher.stop(worker)
+            apply(dispatcher.dispatch())
+            continue
+        if test == ABANDON:
+            dispatcher.abandon(int(name[2:]))
+            apply(dispatcher.dispatch())
+            continue
         if test == JOIN:
+            if sent_by_stop is not None:
+                continue  # xdist starts no worker once it is shutting down
             sims[name] = SimWorker(name)
             dispatcher.add_worker(name, int(name[2:]))
             apply(dispatcher.dispatch())
@@ -165,9 +191,12 @@ def simulate(
             assert lost == test, (lost, test)
             crashed.append(test)
             del sims[name]
-            replacement = f"gw{next(names)}"
-            sims[replacement] = SimWorker(replacement)
-            dispatcher.add_worker(replacement, slot)
+            if retry_crash:
+                dispatcher.retry(test)
+            if sent_by_stop is None:
+                replacement = f"gw{next(names)}"
+                sims[replacement] = SimWorker(replacement)
+                dispatcher.add_worker(replacement, slot)
         else:
             assert test not in completed, f"test {test} ran twice"
             completed.add(test)
@@ -175,10 +204,21 @@ def simulate(
         apply(dispatcher.dispatch())
 
     ran = [test for _, _, test in started]
-    if sorted(set(ran) - set(crashed)) != sorted(completed) or len(completed) + len(crashed) != len(
-        claims
+    stuck = {n: list(s.queue) for n, s in sims.items() if s.queue}
+    if sent_by_stop is not None:
+        # Ended by xdist: every worker was shut down and ran what it had; the rest never ran.
+        if stuck or not all(sim.shutdown for sim in sims.values()):
+            raise Violation(f"stalled after xdist ended the run: queues {stuck}")
+        unfinished = set(dispatcher.never_finished())
+        if unfinished & (completed | set(crashed)) or len(
+            unfinished | completed | set(crashed)
+        ) != len(claims):
+            raise Violation(f"never_finished {sorted(unfinished)} is not what never ran")
+        return Run(started, now, crashed)
+    expected = len(claims) if retry_crash else len(claims) - len(crashed)
+    if sorted(set(ran) - (set() if retry_crash else set(crashed))) != sorted(completed) or (
+        len(completed) != expected
     ):
-        stuck = {n: list(s.queue) for n, s in sims.items()}
         raise Violation(f"stalled: {len(completed)}/{len(claims)} done, queues {stuck}")
     assert dispatcher.finished
     for domain in build_domains(claims):
@@ -836,3 +876,73 @@ def test_no_worker_ends_before_every_planned_worker_has_joined() -> None:
     actions = dispatcher.dispatch()
     assert Send("gw2", (2,)) in actions
     assert {a.worker for a in actions if isinstance(a, Shutdown)} == {"gw0", "gw1", "gw2"}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    suite=st.lists(st.tuples(test_claims, st.floats(0.1, 3.0)), min_size=1, max_size=25),
+    workers=st.integers(1, 4),
+    gpus=st.integers(1, 2),
+    stop_at=st.sampled_from([0.0, 0.2, 1.0, 3.0]),
+    crash=st.one_of(st.none(), st.integers(0, 5)),
+    guessed=st.booleans(),
+)
+def test_xdist_ending_the_run_keeps_every_invariant(
+    suite: list[tuple[TestClaims, float]],
+    workers: int,
+    gpus: int,
+    stop_at: float,
+    crash: int | None,
+    guessed: bool,
+) -> None:
+    # -x, a worker's KeyboardInterrupt: every worker is asked to shut down at once. No
+    # overlap as held-back tests start, nothing new is sent, every worker ends, and
+    # never_finished names exactly the tests that did not run.
+    claims = [c for c, _ in suite]
+    durations = [d for _, d in suite]
+    simulate(
+        claims,
+        durations,
+        workers,
+        {"gpu": gpus},
+        crash_at=None if crash is None else min(crash, len(suite) - 1),
+        guessed=guessed,
+        stop_at=stop_at,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    suite=st.lists(st.tuples(test_claims, st.floats(0.1, 3.0)), min_size=2, max_size=25),
+    workers=st.integers(2, 4),
+    crash=st.integers(0, 5),
+    missing=st.integers(0, 3),
+    guessed=st.booleans(),
+)
+def test_retries_and_workers_that_never_come_keep_every_invariant(
+    suite: list[tuple[TestClaims, float]],
+    workers: int,
+    crash: int,
+    missing: int,
+    guessed: bool,
+) -> None:
+    # A rerun plugin asks for the crashed test again at once; one planned worker never
+    # starts (abandoned). Every test completes, the retried one too, domains in order, and
+    # no conflict overlaps.
+    claims = [c for c, _ in suite]
+    durations = [d for _, d in suite]
+    joins: list[float | None] = [0.0] * workers
+    joins[min(missing, workers - 1)] = None
+    if all(j is None for j in joins):
+        joins[0] = 0.0
+    run = simulate(
+        claims,
+        durations,
+        workers,
+        {"gpu": 1},
+        crash_at=min(crash, len(suite) - 1),
+        guessed=guessed,
+        joins=joins,
+        retry_crash=True,
+    )
+    assert len(run.crashed) == 1

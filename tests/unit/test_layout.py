@@ -29,6 +29,7 @@ ADAPTERS = {
     "xdist/transport.py",
     "xdist/sendable.py",
     "faults/timeouts.py",  # the TimeoutGuard hook wrapper
+    "faults/interrupts.py",  # SIGTERM ignored from the session finish on: a hook
     "report/reporter.py",
     "diagnose/audit.py",
     "diagnose/rerun.py",

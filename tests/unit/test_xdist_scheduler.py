@@ -173,3 +173,75 @@ def test_tx_three_times_popen_counts_three_workers(pytester: pytest.Pytester) ->
 
     assert worker_count(pytester.parseconfig("--tx", "3*popen", "--dist", "load")) == 3
     assert worker_count(pytester.parseconfig("--tx", "popen", "--tx", "popen")) == 2
+
+
+def started(node: FakeNode) -> int | None:
+    """The test the node runs now: its next one, if another is queued behind it or it was
+    shut down (xdist's worker protocol)."""
+    if node.completed < len(node.sent) - (0 if node.shut else 1):
+        return node.sent[node.completed]
+    return None
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_xdist_ending_the_run_never_starts_a_held_back_test_beside_its_conflicts(
+    pytester: pytest.Pytester, first: int
+) -> None:
+    """-x, a worker's KeyboardInterrupt, restarts used up: xdist shuts every node down at
+    once, and a shutdown starts the test a worker holds back. A serial test held back
+    (waiting for the others to drain) must still start alone."""
+    serial = TestClaims(serial=True)
+    claims = [TestClaims()] * 3 + [serial] + [TestClaims()] * 3 + [serial]
+    collection = [f"test_m.py::test_{i}" for i in range(len(claims))]
+    sched, nodes = scheduler(pytester, 2, claims, recorded=dict.fromkeys(collection, 1.0))
+    start(sched, nodes, collection)
+    nodes[first].completed += 1  # one report, so the plan has moved on when xdist stops
+    sched.mark_test_complete(nodes[first], nodes[first].sent[0])  # type: ignore[arg-type]
+    for node in sched.nodes:  # xdist's DSession.triggershutdown
+        node.shutdown()
+    live = list(nodes)
+    for _ in range(100):
+        running = {node.gateway.id: started(node) for node in live}
+        busy = [test for test in running.values() if test is not None]
+        if any(claims[test].serial for test in busy):
+            assert len(busy) == 1, f"a serial test ran beside another: {running}"
+        node = next((n for n in live if started(n) is not None), None)
+        if node is None:
+            break
+        node.completed += 1
+        sched.mark_test_complete(node, node.sent[node.completed - 1])  # type: ignore[arg-type]
+        if node.shut and node.completed == len(node.sent):
+            sched.remove_node(node)  # type: ignore[arg-type]
+            live.remove(node)
+    assert all(node.shut for node in nodes)
+
+
+def test_a_node_going_down_mid_domain_hands_the_rest_of_it_to_one_node_in_order(
+    pytester: pytest.Pytester,
+) -> None:
+    claims = [DB, TestClaims(), DB, TestClaims(), DB, DB, TestClaims(), TestClaims()]
+    collection = [f"test_m.py::test_{i}" for i in range(len(claims))]
+    recorded = dict.fromkeys(collection, 1.0)
+    sched, nodes = scheduler(pytester, 2, claims, recorded=recorded)
+    start(sched, nodes, collection)
+    holder = next(node for node in nodes if 0 in node.sent)
+    other = next(node for node in nodes if node is not holder)
+    holder.completed += 1
+    sched.mark_test_complete(holder, 0)  # type: ignore[arg-type]
+    running = holder.sent[1]  # it dies running its next test
+    assert sched.remove_node(holder) == collection[running]  # type: ignore[arg-type]
+    replacement = FakeNode(Gateway("gw2"), dict(holder.workerinput))
+    sched.add_node(replacement)  # type: ignore[arg-type]
+    deliver(sched._inbox, "gw2", claims)
+    sched.add_node_collection(replacement, collection)  # type: ignore[arg-type]
+    sched.schedule()
+    for _ in range(20):
+        for node in (other, replacement):
+            finish(sched, node)
+    domain = [i for i in (2, 4, 5) if i != running]
+    after = [node for node in (other, replacement) if set(domain) & set(node.sent)]
+    assert len(after) == 1, "the rest of the domain went to one node"
+    assert [i for i in after[0].sent if i in domain] == domain  # in collection order
+    ran = [*(i for node in (other, replacement) for i in node.sent), 0, running]
+    assert sorted(ran) == list(range(len(claims)))
+    assert sched.tests_finished
