@@ -11,7 +11,6 @@ arguments a rerun keeps. No pytest imports, no I/O.
 from __future__ import annotations
 
 import enum
-import json
 import signal
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -328,21 +327,6 @@ def report_log_record(d: Diagnosis) -> dict[str, Any]:
     }
 
 
-def insert_records(lines: Sequence[str], records: Sequence[str]) -> list[str]:
-    """A report-log's lines with ``records`` added just before its session finish line."""
-    out = list(lines)
-    at = next((i for i, line in enumerate(out) if _is_session_finish(line)), len(out))
-    return out[:at] + list(records) + out[at:]
-
-
-def _is_session_finish(line: str) -> bool:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("$report_type") == "SessionFinish"
-
-
 def junit_properties(diagnoses: Iterable[Diagnosis]) -> dict[str, list[tuple[str, str]]]:
     """``<property>`` name/value pairs by node id: on each rerun test, and on each culprit."""
     found: dict[str, list[tuple[str, str]]] = {}
@@ -355,28 +339,6 @@ def junit_properties(diagnoses: Iterable[Diagnosis]) -> dict[str, list[tuple[str
             props.append(("isolate_culprit", d.culprit))
             found.setdefault(d.culprit, []).append(("isolate_culprit_of", d.nodeid))
     return found
-
-
-def add_junit_properties(text: str, properties: Mapping[tuple[str, str], Sequence[Any]]) -> str:
-    """A JUnit XML document with ``properties`` (by ``(classname, name)``) on its test cases.
-
-    They go into the case's ``<properties>`` element, made first child when missing, where
-    junitxml puts ``record_property`` values.
-    """
-    import xml.etree.ElementTree as ET  # only when there is a junit file to annotate
-
-    root = ET.fromstring(text)
-    for case in root.iter("testcase"):
-        extra = properties.get((case.get("classname", ""), case.get("name", "")))
-        if not extra:
-            continue
-        holder = case.find("properties")
-        if holder is None:
-            holder = ET.Element("properties")
-            case.insert(0, holder)
-        for name, value in extra:
-            ET.SubElement(holder, "property", {"name": name, "value": value})
-    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")
 
 
 def timeline_notes(diagnoses: Iterable[Diagnosis]) -> dict[str, str]:

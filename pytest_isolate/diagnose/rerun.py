@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +33,9 @@ from ..faults.crashes import NEVER_RAN
 from ..faults.timeouts import GRACE_SECONDS, stop_group
 from ..provision.leases import Leases
 from ..provision.tmpdirs import remove_dangling_links
-from ..report.reporter import Reporter, junit_case, junit_file, report_log_file
+from ..report import outputs
+from ..report.reporter import Reporter
+from ..report.reports import sort_key
 from ..xdist.transport import is_local
 from . import diagnosis, rerun_args
 from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
@@ -116,7 +118,7 @@ class RerunAlone:
             )
             return
         positions = self.reporter.positions
-        failed = sorted(self.failed, key=diagnosis_order(positions))
+        failed = sorted(self.failed, key=sort_key(positions))
         chosen, left_out = diagnosis.select_reruns(failed, self.caps.tests)
         budget = diagnosis.Budget(self.caps.seconds, time.monotonic())
         if chosen:
@@ -143,6 +145,11 @@ class RerunAlone:
             for nodeid in left_out
         ]
         self.reporter.notes.update(diagnosis.timeline_notes(self.diagnoses))
+        if self.diagnoses:
+            # The reporter rewrites the output files once junitxml and pytest-reportlog have
+            # written them: the diagnoses go in with its pass.
+            self.reporter.junit_edits.append(self._junit_properties)
+            self.reporter.report_log_edits.append(self._report_log_records)
         # Accepted only when the failed tests are all that failed (not --cov-fail-under, say).
         alone = session.testsfailed == self.failed_reports
         if (
@@ -246,37 +253,16 @@ class RerunAlone:
         for line in lines:
             terminalreporter.write_line(line)
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_unconfigure(self) -> None:
-        # After junitxml and pytest-reportlog have written their files.
-        if self.diagnoses:
-            self._write_junit()
-            self._write_report_log()
-
-    def _write_junit(self) -> None:
-        path = junit_file(self.config)
-        if path is None:
-            return
-        case = junit_case(self.config)
+    def _junit_properties(self, text: str, case: Callable[[str], tuple[str, str]]) -> str:
         by_case = {
             case(nodeid): props
             for nodeid, props in diagnosis.junit_properties(self.diagnoses).items()
         }
-        text = diagnosis.add_junit_properties(path.read_text(encoding="utf-8"), by_case)
-        path.write_text(text, encoding="utf-8")
+        return outputs.add_junit_properties(text, by_case)
 
-    def _write_report_log(self) -> None:
-        path = report_log_file(self.config)
-        if path is None:
-            return
+    def _report_log_records(self, lines: list[str]) -> list[str]:
         records = [json.dumps(diagnosis.report_log_record(d)) for d in self.diagnoses]
-        lines = diagnosis.insert_records(path.read_text(encoding="utf-8").splitlines(), records)
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
-def diagnosis_order(positions: dict[str, int]) -> Any:
-    unknown = len(positions)
-    return lambda nodeid: positions.get(nodeid, unknown)
+        return outputs.insert_records(lines, records)
 
 
 class Reruns:

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .reports import count, reorder_junit, reorder_report_log
+from .outputs import reorder_junit, reorder_report_log, suites_of, xml_text
+from .reports import count
 from .shardfiles import (
     JUNIT_PROPERTY,
     REPORT_TYPE,
@@ -30,7 +31,6 @@ from .shardfiles import (
     by_shard,
     read_junit,
     read_report_log,
-    suites_of,
 )
 
 __all__ = [
@@ -74,53 +74,6 @@ class Merged:
     faults: Faults
     shards: int
     tests: int  # collected tests
-
-
-# -- writing the record (called by the reporting adapter of a shard run) -----------------------
-
-
-def annotate_report_log(
-    lines: Sequence[str], shard: int, shards: int, tests: Sequence[str]
-) -> list[str]:
-    """The report-log with the shard record right after the session start."""
-    record = json.dumps(
-        {
-            "$report_type": REPORT_TYPE,
-            "version": VERSION,
-            "shard": shard,
-            "shards": shards,
-            "tests": list(tests),
-        }
-    )
-    at = next((i + 1 for i, line in enumerate(lines) if _is_start(line)), 0)
-    return [*lines[:at], record, *lines[at:]]
-
-
-def annotate_junit(
-    text: str, shard: int, shards: int, tests: Sequence[tuple[str, str, str]]
-) -> str:
-    """The JUnit document with the shard record as a property of its first suite.
-
-    ``tests``: ``(nodeid, classname, name)`` of every collected test, in collection order.
-    """
-    root = ET.fromstring(text)
-    suites = suites_of(root)
-    if not suites:
-        return text
-    value = json.dumps(
-        {
-            "version": VERSION,
-            "shard": shard,
-            "shards": shards,
-            "tests": [list(test) for test in tests],
-        }
-    )
-    properties = suites[0].find("properties")
-    if properties is None:
-        properties = ET.Element("properties")
-        suites[0].insert(0, properties)
-    ET.SubElement(properties, "property", name=JUNIT_PROPERTY, value=value)
-    return _xml(root)
 
 
 # -- merging ------------------------------------------------------------------------------------
@@ -209,7 +162,7 @@ def merge_junit(files: Sequence[tuple[str, str]]) -> Merged:
         root = ET.Element("testsuites", dict(first.attrib) if first.tag == "testsuites" else {})
         root.extend(merged.values())
     return Merged(
-        reorder_junit(_xml(root), positions),
+        reorder_junit(xml_text(root), positions),
         _with_coverage(faults, collection, found),
         shards[0].record.shards,
         len(collection),
@@ -310,14 +263,6 @@ def _with_coverage(
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _is_start(line: str) -> bool:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("$report_type") == "SessionStart"
-
-
 def _same_in_every_shard(data: dict[str, Any]) -> bool:
     kind = data.get("$report_type")
     return kind == "CollectReport" or (
@@ -366,7 +311,3 @@ def _merge_properties(target: ET.Element, properties: ET.Element) -> None:
     for prop in properties:
         if ET.tostring(prop) not in have:
             mine.append(prop)
-
-
-def _xml(root: ET.Element) -> str:
-    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")

@@ -45,6 +45,9 @@ class Reporter:
         self.started = time.time()
         self._spans: dict[str, list[Any]] = {}  # nodeid -> [start, stop, worker, outcome]
         self.notes: dict[str, str] = {}  # nodeid -> a remark on its timeline bar (rerun.py)
+        # More changes to the output files, made in the same pass as the reordering (rerun.py).
+        self.junit_edits: list[Callable[[str, Callable[[str], tuple[str, str]]], str]] = []
+        self.report_log_edits: list[Callable[[list[str]], list[str]]] = []
         # nodeid -> the audit's findings, hatched on its timeline bar (audit.py)
         self.audited: dict[str, tuple[str, ...]] = {}
         self.after_run = 0.0  # seconds spent once the tests ran (reruns): not the run's wall
@@ -233,33 +236,39 @@ class Reporter:
         return self._domain_number.get(nodeid, -1)
 
     def rewrite_junitxml(self) -> None:
-        """junitxml writes test cases as reports arrive; put them in output order."""
+        """junitxml writes test cases as reports arrive: put them in output order, add the
+        shard record and the reruns' properties (``junit_edits``), in one pass."""
         path = junit_file(self.config)
-        if path is None or not (self.positions or self.shard):
+        if path is None or not (self.positions or self.shard or self.junit_edits):
             return
+        from . import outputs, shardfiles  # only where there is a junit file
+
         case = junit_case(self.config)
         cases: dict[tuple[str, str], int] = {}
         for nodeid, position in self.positions.items():
             cases.setdefault(case(nodeid), position)
-        text = reports.reorder_junit(path.read_text(encoding="utf-8"), cases)
+        text = outputs.reorder_junit(path.read_text(encoding="utf-8"), cases)
         if self.shard is not None:
             k, n, order = self.shard
-            from . import merge  # only for a shard's files
-
-            text = merge.annotate_junit(text, k, n, [(i, *case(i)) for i in order])
+            text = shardfiles.annotate_junit(text, k, n, [(i, *case(i)) for i in order])
+        for edit in self.junit_edits:
+            text = edit(text, case)
         path.write_text(text, encoding="utf-8")
 
     def rewrite_report_log(self) -> None:
+        """The same for the --report-log file (``report_log_edits``)."""
         path = report_log_file(self.config)
-        if path is None or not (self.positions or self.shard):
+        if path is None or not (self.positions or self.shard or self.report_log_edits):
             return
-        lines = path.read_text(encoding="utf-8").splitlines()
-        ordered = reports.reorder_report_log(lines, self.positions)
-        if self.shard is not None:
-            from . import merge
+        from . import outputs, shardfiles
 
-            ordered = merge.annotate_report_log(ordered, *self.shard)
-        path.write_text("".join(line + "\n" for line in ordered), encoding="utf-8")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = outputs.reorder_report_log(lines, self.positions, reports.sort_key(self.positions))
+        if self.shard is not None:
+            lines = shardfiles.annotate_report_log(lines, *self.shard)
+        for edit in self.report_log_edits:
+            lines = edit(lines)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def junit_file(config: pytest.Config) -> Path | None:

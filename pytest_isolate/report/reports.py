@@ -10,7 +10,6 @@ their first test, each domain's tests together in collection order.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -180,52 +179,3 @@ def format_summary(summary: RunSummary) -> str:
     if summary.bounded_by_longest:
         line += ": it bounds the run, split it to go faster"
     return line
-
-
-def reorder_report_log(lines: Sequence[str], positions: Mapping[str, int]) -> list[str]:
-    """pytest-reportlog's JSON lines with the test reports in output order.
-
-    The session start stays first and the session finish last; everything else keeps its
-    place relative to the test reports it came with, sorted stably by test.
-    """
-    key = sort_key(positions)
-    head, body, tail = [], [], []
-    for line in lines:
-        try:
-            data = json.loads(line)
-        except ValueError:
-            body.append((len(positions) + 1, line))
-            continue
-        kind = data.get("$report_type")
-        if kind == "SessionStart":
-            head.append(line)
-        elif kind == "SessionFinish":
-            tail.append(line)
-        elif kind == "TestReport":
-            body.append((key(data.get("nodeid", "")), line))
-        else:
-            body.append((len(positions) + 1, line))
-    body.sort(key=lambda pair: pair[0])
-    return head + [line for _, line in body] + tail
-
-
-def reorder_junit(text: str, positions: Mapping[tuple[str, str], int]) -> str:
-    """A JUnit XML document with each suite's test cases in output order.
-
-    ``positions`` maps a test case's ``(classname, name)`` to its place; other children keep
-    their place ahead of the test cases, unknown test cases go last in their order.
-    """
-    import xml.etree.ElementTree as ET  # only for --junitxml: not on every run
-
-    root = ET.fromstring(text)
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-    last = len(positions)
-    for suite in suites:
-        children = list(suite)
-        cases = [c for c in children if c.tag == "testcase"]
-        others = [c for c in children if c.tag != "testcase"]
-        cases.sort(key=lambda c: positions.get((c.get("classname", ""), c.get("name", "")), last))
-        for child in children:
-            suite.remove(child)
-        suite.extend(others + cases)
-    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")

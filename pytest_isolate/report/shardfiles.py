@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from .outputs import after, suites_of, xml_text
 
 #: Bumped whenever the record's format changes.
 VERSION = 1
@@ -139,5 +142,48 @@ def parse_record(name: str, data: dict[str, Any], junit: bool = False) -> ShardR
     )
 
 
-def suites_of(root: ET.Element) -> list[ET.Element]:
-    return [root] if root.tag == "testsuite" else root.findall("testsuite")
+# -- writing the record (by the reporter of a shard run) ------------------------------------
+
+
+def annotate_report_log(
+    lines: Sequence[str], shard: int, shards: int, tests: Sequence[str]
+) -> list[str]:
+    """The report-log with the shard record right after the session start."""
+    record = json.dumps(
+        {
+            "$report_type": REPORT_TYPE,
+            "version": VERSION,
+            "shard": shard,
+            "shards": shards,
+            "tests": list(tests),
+        }
+    )
+    at = after(lines, "SessionStart")
+    return [*lines[:at], record, *lines[at:]]
+
+
+def annotate_junit(
+    text: str, shard: int, shards: int, tests: Sequence[tuple[str, str, str]]
+) -> str:
+    """The JUnit document with the shard record as a property of its first suite.
+
+    ``tests``: ``(nodeid, classname, name)`` of every collected test, in collection order.
+    """
+    root = ET.fromstring(text)
+    suites = suites_of(root)
+    if not suites:
+        return text
+    value = json.dumps(
+        {
+            "version": VERSION,
+            "shard": shard,
+            "shards": shards,
+            "tests": [list(test) for test in tests],
+        }
+    )
+    properties = suites[0].find("properties")
+    if properties is None:
+        properties = ET.Element("properties")
+        suites[0].insert(0, properties)
+    ET.SubElement(properties, "property", name=JUNIT_PROPERTY, value=value)
+    return xml_text(root)

@@ -10,13 +10,12 @@ import pytest
 from pytest_isolate.report.merge import (
     Faults,
     MergeError,
-    annotate_junit,
-    annotate_report_log,
     combined_exitstatus,
     format_faults,
     merge_junit,
     merge_report_logs,
 )
+from pytest_isolate.report.shardfiles import annotate_junit, annotate_report_log
 
 # The whole collection in output order: domain {a, c} comes out before the free test b.
 ORDER = ["m.py::a", "m.py::c", "m.py::b", "m.py::d"]

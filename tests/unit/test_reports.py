@@ -6,13 +6,12 @@ import json
 
 import pytest
 
+from pytest_isolate.report.outputs import reorder_junit, reorder_report_log
 from pytest_isolate.report.reports import (
     ReorderBuffer,
     RunSummary,
     format_summary,
     output_sequence,
-    reorder_junit,
-    reorder_report_log,
     summarize,
 )
 

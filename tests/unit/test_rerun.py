@@ -21,10 +21,8 @@ from pytest_isolate.diagnose.diagnosis import (
     Span,
     Trial,
     Verdict,
-    add_junit_properties,
     bisect_culprit,
     format_section,
-    insert_records,
     junit_properties,
     overlapping,
     parse_caps,
@@ -37,6 +35,7 @@ from pytest_isolate.diagnose.diagnosis import (
     verdict_of,
 )
 from pytest_isolate.diagnose.rerun_args import Arity, OptionSpec, absolute_nodeid, kept_args
+from pytest_isolate.report.outputs import add_junit_properties, insert_records
 
 # -- caps ----------------------------------------------------------------------------------
 
