@@ -109,6 +109,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="environment variable that gets each worker's database URL (e.g. DATABASE_URL; "
         "when it already names a PostgreSQL server, the databases are made there)",
     )
+    group.addoption(
+        "--isolate-sandbox",
+        action="store_true",
+        default=None,
+        help="give each worker its own HOME and XDG_* directories, and a working directory "
+        "where the project's files are visible and files the tests create are its own",
+    )
+    options.addini(
+        parser, "isolate_sandbox", type="bool", default=False, help="default for --isolate-sandbox"
+    )
     options.remember_options(group)
 
 
@@ -161,12 +171,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     ):
         return None
     from .schedule import durations
-    from .schedule.autoscale import choose_workers
+    from .schedule.autoscale import choose_workers, estimate
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    history = durations.load_run(config)
+    history = estimate(
+        durations.load(config, early=True),
+        durations.selection(config),
+        durations.load_run(config),
+    )
     if history is None:
-        return None  # no history: exactly what xdist would do
+        return None  # nothing recorded for this selection: exactly what xdist would do
     decision = choose_workers(history, cores or 1)
     config.stash[AUTO_DECISION] = decision
     return decision.workers

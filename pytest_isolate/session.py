@@ -403,6 +403,8 @@ class IsolateState:
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         if self.config.getoption("isolate_plan"):
             return True  # like --collect-only: planned, nothing run
+        if self._runs_tests_here():
+            self.provisioner.enter_workdir()  # --isolate-sandbox: after collection
         return None
 
 

@@ -102,4 +102,5 @@ def read_settings(config: pytest.Config) -> Settings:
         db_template=config.getoption("isolate_db_template"),
         keep_db=config.getoption("isolate_keep_db"),
         db_env=db_env,
+        sandbox=bool(config.getoption("isolate_sandbox") or config.getini("isolate_sandbox")),
     )

@@ -255,6 +255,9 @@ class AuditPlugin:
         self.audited: set[str] = set()
         self._private: tuple[str, ...] | None = None
         self._rootdir = _real(str(config.rootpath))
+        # Where --isolate-sandbox would give each worker its own (the user's, at start).
+        self._cwd = _real(str(config.invocation_params.dir))
+        self._home = _real(os.path.expanduser("~"))
 
     def _runs_tests_here(self) -> bool:
         return self.is_worker or not self.config.pluginmanager.hasplugin("dsession")
@@ -357,6 +360,8 @@ class AuditPlugin:
             ignore=self._patterns(item),
             owned_env=frozenset(self.owned_env),
             owned_cwd=frozenset(self.owned_cwd),
+            cwd=self._cwd,
+            home=self._home,
         )
 
     def _touches(self, item: pytest.Item, current: _Snapshot) -> list[Touch]:

@@ -80,6 +80,10 @@ class Scope:
     ignore: tuple[str, ...] = ()  # silencing patterns, KIND or KIND:GLOB
     owned_env: frozenset[str] = frozenset()  # set up by wider-scoped fixtures
     owned_cwd: frozenset[str] = frozenset()
+    # Where --isolate-sandbox would give each worker its own: the working directory the
+    # tests started in (itself, not below) and HOME (and below).
+    cwd: str = ""
+    home: str = ""
 
 
 # -- patterns ----------------------------------------------------------------------------------
@@ -183,17 +187,30 @@ def file_touches(written: Mapping[str, Sequence[str]], scope: Scope) -> list[Tou
             nested += 1
             continue
         if top is not None:
-            touches.append(_file_touch(top, written[top], nested, scope.rootdir))
+            touches.append(_file_touch(top, written[top], nested, scope))
         top, nested = path, 0
     return touches
 
 
-def _file_touch(path: str, verbs: Sequence[str], nested: int, rootdir: str) -> Touch:
-    display = shown(path, rootdir)
+def _file_touch(path: str, verbs: Sequence[str], nested: int, scope: Scope) -> Touch:
+    display = shown(path, scope.rootdir)
     detail = f"{' and '.join(dict.fromkeys(verbs))} {display}"
     if nested:
         detail += f" (and {nested} path{'s' if nested > 1 else ''} inside)"
-    return Touch("file", path, detail, f'@pytest.mark.resource("dir:{display}")')
+    marker = f'@pytest.mark.resource("dir:{display}")'
+    if sandboxed(path, scope):
+        marker += f", or {SANDBOX_HINT}"
+    return Touch("file", path, detail, marker)
+
+
+#: The advice for files --isolate-sandbox makes each worker's own.
+SANDBOX_HINT = "--isolate-sandbox (each worker gets its own working directory and HOME)"
+
+
+def sandboxed(path: str, scope: Scope) -> bool:
+    """A file that --isolate-sandbox would make each worker's own."""
+    in_cwd = bool(scope.cwd) and posixpath.dirname(path) == scope.cwd
+    return in_cwd or (bool(scope.home) and inside(path, scope.home))
 
 
 # -- ports -------------------------------------------------------------------------------------
@@ -326,6 +343,12 @@ def format_section(
             lines.append(f"    {finding.kind}: {finding.detail}")
             lines.append(f"        {_label(finding.kind)}: {finding.marker}")
     total = sum(len(findings[nodeid]) for nodeid in tests)
+    sandbox = [n for n in tests if any(SANDBOX_HINT in f.marker for f in findings[n])]
+    if sandbox:
+        lines.append(
+            f"{count(len(sandbox), 'test')} wrote files in the working directory or under HOME: "
+            f"try {SANDBOX_HINT}"
+        )
     lines.append(
         f"{count(total, 'finding')} in {len(tests)} of {audited} tests; "
         'silence one on purpose with @pytest.mark.isolate_audit_ignore("KIND:GLOB") or the '

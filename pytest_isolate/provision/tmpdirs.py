@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -64,7 +65,11 @@ def remove_run_links(run_id: str) -> None:
     except OSError:
         return
     for name in names:
-        remove_link(base / name)
+        path = base / name
+        if name.endswith("-cwd") and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)  # a sandbox's working directory
+        else:
+            remove_link(path)
 
 
 def remove_dangling_links(base: Path) -> None:

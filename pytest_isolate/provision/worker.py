@@ -9,11 +9,13 @@ the ``pytest_isolate_setup_worker`` hook. :class:`Provisioner` undoes all of it 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from . import database, ports
+from . import database, ports, sandbox
 from .database import WorkerDatabase
 from .leases import Holder, me
 from .ports import PortBlock
@@ -31,6 +33,7 @@ class Settings(NamedTuple):
     db_template: str | None = None
     keep_db: bool = False
     db_env: str = ""  # ini isolate_db_env: the variable that gets the database URL, if any
+    sandbox: bool = False  # --isolate-sandbox: HOME, XDG_* and a working directory of its own
 
 
 @dataclass
@@ -112,6 +115,9 @@ class Provisioner:
         self.worker: IsolateWorker | None = None
         self._holder: Holder | None = None
         self._environment = Environment()
+        self._left_cwd: str | None = None  # where pytest was, while in the sandbox's
+        self._workdir: Path | None = None
+        self._user_tmp = Path(tempfile.gettempdir())  # before the worker's replaces it
 
     def setup(self, slot: int, worker_id: str, run_id: str, worker_dir: Path) -> IsolateWorker:
         settings = self.settings
@@ -135,8 +141,20 @@ class Provisioner:
             self._environment.set(self.worker.temp_env())
         elif self.temp == "default":
             self._environment.set_default(self.worker.temp_env())
+        if settings.sandbox and self.temp != "leave":
+            self._environment.set(sandbox.make_home(worker_dir))
         self.hook.pytest_isolate_setup_worker(worker=self.worker)
         return self.worker
+
+    def enter_workdir(self) -> None:
+        """--isolate-sandbox: tests run in the worker's own working directory (after
+        collection, which imports the project from where pytest started)."""
+        worker = self.worker
+        if worker is not None and self.settings.sandbox and self.temp != "leave":
+            self._left_cwd = os.getcwd()
+            name = f"pi-{worker.run_id}-{worker.id}-cwd"
+            self._workdir = sandbox.make_workdir(self._user_tmp / name, Path(self._left_cwd))
+            os.chdir(self._workdir)
 
     def teardown(self) -> None:
         worker, self.worker = self.worker, None
@@ -152,6 +170,12 @@ class Provisioner:
                     ports.release_block(worker.ports, self._holder)
                 self._environment.restore()
                 remove_link(worker.tmp_path)
+                if self._left_cwd is not None:
+                    os.chdir(self._left_cwd)
+                    self._left_cwd = None
+                if self._workdir is not None:
+                    shutil.rmtree(self._workdir, ignore_errors=True)  # links: not followed
+                    self._workdir = None
 
 
 def release_database(worker: IsolateWorker, settings: Settings) -> None:

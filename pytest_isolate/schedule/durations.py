@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .autoscale import RunHistory
+from .autoscale import RunHistory, Selection
 
 CACHE_KEY = "isolate/durations"
 RUN_KEY = "isolate/last_run"
@@ -55,9 +55,13 @@ def durations_path(config: pytest.Config) -> Path | None:
     return path if path.is_absolute() else config.rootpath / path
 
 
-def load(config: pytest.Config) -> dict[str, float]:
+def load(config: pytest.Config, early: bool = False) -> dict[str, float]:
+    """Each test's recorded duration: the cache's, then the ``--isolate-durations`` file's.
+    ``early``: before pytest_configure made ``config.cache`` (for ``-n auto``)."""
+    from ..compat import cache_for
+
     recorded: dict[str, float] = {}
-    cache = getattr(config, "cache", None)
+    cache = cache_for(config) if early else getattr(config, "cache", None)
     if cache is not None:
         cached = cache.get(CACHE_KEY, {})
         if isinstance(cached, dict):
@@ -97,3 +101,38 @@ def load_run(config: pytest.Config) -> RunHistory | None:
         return RunHistory(float(data["work"]), int(data["units"]), int(data["tests"]))
     except (TypeError, KeyError, ValueError):
         return None
+
+
+#: Options that select tests in ways only collection can tell.
+FILTERS = ("keyword", "markexpr", "lf", "stepwise", "deselect", "ignore", "ignore_glob")
+
+
+def selection(config: pytest.Config) -> Selection:
+    """What the command line selects, for ``-n auto``'s estimate before collection."""
+    option = config.option
+    filtered = any(getattr(option, name, None) for name in FILTERS)
+    fraction = 1.0
+    shard = getattr(option, "isolate_shard", None)
+    if shard:
+        from .shard import parse_shard
+
+        try:
+            fraction = 1 / parse_shard(shard)[1]
+        except ValueError:
+            filtered = True  # a usage error later
+    prefixes: list[str] = []
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        root = config.rootpath
+        for arg in config.args:
+            path, sep, rest = arg.partition("::")
+            absolute = (Path(config.invocation_params.dir) / path).resolve()
+            try:
+                relative = absolute.relative_to(root).as_posix()
+            except ValueError:
+                filtered = True  # outside the rootdir: node ids do not tell
+                continue
+            if relative == ".":
+                prefixes = []
+                break  # the whole suite
+            prefixes.append(relative + sep + rest)
+    return Selection(tuple(prefixes), filtered, fraction)

@@ -188,7 +188,8 @@ isolate_audit_ignore =
 EXPECTED = {
     "test_planted.py::test_writes_rootdir": (
         "file: wrote shared.txt",
-        'declare: @pytest.mark.resource("dir:shared.txt")',
+        'declare: @pytest.mark.resource("dir:shared.txt"), or --isolate-sandbox (each worker '
+        "gets its own working directory and HOME)",
     ),
     "test_planted.py::test_env_left_behind": (
         "env: set $AUDIT_PLANTED and left it so",
@@ -282,7 +283,8 @@ def test_audit_names_each_planted_fault_and_nothing_else(
                 logged[record["nodeid"]] = props
     assert set(logged) == set(EXPECTED)
     assert logged["test_planted.py::test_writes_rootdir"] == [
-        'file: wrote shared.txt; declare: @pytest.mark.resource("dir:shared.txt")'
+        'file: wrote shared.txt; declare: @pytest.mark.resource("dir:shared.txt"), or '
+        "--isolate-sandbox (each worker gets its own working directory and HOME)"
     ]
 
 

@@ -629,8 +629,8 @@ def test_t(i):
     assert_clean(second, 20)
     second.result.stdout.fnmatch_lines(
         [
-            "isolate: -n auto: the last run took *s of test time; starting * worker(s) would cost"
-            " about *s: running in-process"
+            "isolate: -n auto: the selected tests took *s of test time when they last ran; "
+            "starting * worker(s) would cost about *s: running in-process"
         ]
     )
     assert second.workers_of("test_t") == {"main"}
@@ -638,3 +638,28 @@ def test_t(i):
     explicit = checked.run("-n", "2")
     assert_clean(explicit, 20)
     assert "main" not in explicit.workers_of("test_t")  # a number is always obeyed
+
+
+def test_n_auto_estimates_from_the_selected_tests_not_from_the_last_run(
+    checked: Checked,
+) -> None:
+    """A 2-test -k run in between used to make the next full run go in-process: -n auto
+    decided from the last run's total. It sums the selected tests' durations now."""
+    checked.pytester.makepyfile(
+        test_suite="""
+import time
+import pytest
+
+@pytest.mark.parametrize("i", range(16))
+def test_t(i):
+    time.sleep(0.3)
+"""
+    )
+    first = checked.run("-n", "auto")
+    assert_clean(first, 16)
+    small = checked.run("-n", "auto", "-k", "test_t[0] or test_t[1]")
+    assert_clean(small, 2)
+    full = checked.run("-n", "auto")
+    assert_clean(full, 16)
+    assert "main" not in full.workers_of("test_t")
+    full.result.stdout.fnmatch_lines(["isolate: -n auto: * workers (* cores, *s of recorded*"])

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_isolate.schedule.autoscale import RunHistory, choose_workers, startup_cost
+from pytest_isolate.schedule.autoscale import (
+    RunHistory,
+    Selection,
+    choose_workers,
+    covers,
+    estimate,
+    startup_cost,
+)
 
 
 @pytest.mark.parametrize(
@@ -30,3 +37,55 @@ def test_decision(work: float, units: int, cores: int, workers: int) -> None:
 
 def test_startup_cost_grows_with_workers() -> None:
     assert startup_cost(16) > startup_cost(2) > 0
+
+
+RECORDED = {
+    **{f"tests/test_a.py::test_{i}": 0.3 for i in range(16)},
+    "tests/test_b.py::test_x": 0.02,
+    "tests/test_b.py::TestC::test_y": 0.02,
+    "tests/sub/test_c.py::test_z": 1.0,
+}
+
+
+def test_the_estimate_is_the_selected_tests_durations_whatever_ran_last() -> None:
+    # The last run was a 2-test -k run: its total says nothing about the whole suite.
+    tiny_last_run = RunHistory(0.04, 2, 2)
+    whole = estimate(RECORDED, Selection(), tiny_last_run)
+    assert whole is not None
+    assert whole.work == pytest.approx(16 * 0.3 + 0.04 + 1.0)
+    assert whole.tests == 19
+    assert choose_workers(whole, 2).workers == 2
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "work"),
+    [
+        (("tests/test_b.py",), 0.04),
+        (("tests/test_b.py::TestC",), 0.02),
+        (("tests/sub",), 1.0),
+        (("tests/sub/",), 1.0),
+        (("tests/test_b.py", "tests/sub"), 1.04),
+        (("tests/test_a.py::test_1",), 0.3),
+    ],
+)
+def test_paths_select_their_tests(prefixes: tuple[str, ...], work: float) -> None:
+    found = estimate(RECORDED, Selection(prefixes), None)
+    assert found is not None and found.work == pytest.approx(work)
+
+
+def test_a_prefix_does_not_match_a_longer_name() -> None:
+    assert estimate(RECORDED, Selection(("tests/test_",)), None) is None
+    assert not covers("tests/test_a.py::test_1", "tests/test_a.py::test_10")
+
+
+def test_what_only_collection_can_tell_has_no_estimate() -> None:
+    assert estimate(RECORDED, Selection(filtered=True), None) is None
+    assert estimate({}, Selection(), None) is None
+
+
+def test_a_shard_is_its_share_and_units_follow_the_last_run() -> None:
+    last = RunHistory(10.0, 5, 20)  # a quarter of the tests were independent units
+    found = estimate(RECORDED, Selection(fraction=0.5), last)
+    assert found is not None
+    assert found.work == pytest.approx((16 * 0.3 + 0.04 + 1.0) / 2)
+    assert (found.tests, found.units) == (10, 2)
