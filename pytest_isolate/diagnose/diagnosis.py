@@ -260,7 +260,10 @@ def format_section(
         if d.verdict is not Verdict.PARALLEL_ONLY:
             continue
         where = f" on {d.worker}" if d.worker else ""
-        lines.append(f"FAILS ONLY IN PARALLEL {d.nodeid}{where}: {d.detail}")
+        # "In parallel" only where something ran beside it: at -n 1, or alone on the
+        # machine at the time, the cause is its worker's earlier tests or the load.
+        headline = "FAILS ONLY IN PARALLEL" if d.overlapped else "FAILS ONLY IN THE RUN"
+        lines.append(f"{headline} {d.nodeid}{where}: {d.detail}")
         if d.overlapped:
             lines.append("  overlapped on other workers:")
             for span in d.overlapped:
@@ -347,7 +350,7 @@ def timeline_notes(diagnoses: Iterable[Diagnosis]) -> dict[str, str]:
     for d in diagnoses:
         if d.verdict is not Verdict.PARALLEL_ONLY:
             continue
-        note = "fails only in parallel"
+        note = "fails only in parallel" if d.overlapped else "fails only in the run"
         if d.culprit:
             note += f"; culprit: {d.culprit}"
             notes[d.culprit] = f"culprit: {d.nodeid} fails beside it"

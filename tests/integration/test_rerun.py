@@ -228,7 +228,8 @@ def test_needs_no_workers(request):
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(failed=1)
     lines = section(result)
-    assert lines[0].startswith("FAILS ONLY IN PARALLEL test_env.py::test_needs_no_workers on gw")
+    # Nothing ran beside it (the only test): not "in parallel".
+    assert lines[0].startswith("FAILS ONLY IN THE RUN test_env.py::test_needs_no_workers on gw")
     assert lines[-1].endswith("accepted by --isolate-parallel-only-ok, the run passes")
     first, second = sorted(where for _, where in runs(pytester))
     assert first == "alone" and second.startswith("gw")

@@ -274,6 +274,8 @@ def test_section_says_why_no_culprit_was_named(search: SearchResult, expected: s
 def test_section_without_overlaps_points_at_the_victims_own_worker() -> None:
     lonely = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0")
     lines = format_section([lonely], 1, accept=True, passes=True)
+    # Never "in parallel" where nothing ran beside it (at -n 1, say).
+    assert lines[0] == "FAILS ONLY IN THE RUN v on gw0: passed"
     assert "no test ran beside it on another worker" in lines[1]
     assert lines[-1].endswith("accepted by --isolate-parallel-only-ok, the run passes")
 
