@@ -339,6 +339,8 @@ class AuditPlugin:
             private = [basetemp(self.config)]
             if self.provisioner.worker is not None:
                 private.append(self.provisioner.worker.tmp_path)
+            if self.provisioner.workdir is not None:  # --isolate-sandbox: the worker's own
+                private.append(self.provisioner.workdir)
             if not hasattr(self.config, "workerinput"):
                 # In-process, a TMPDIR the user set is left alone (SPEC): the temp dir the
                 # tests get from tempfile is theirs, as in a run without the plugin.

@@ -146,6 +146,11 @@ class Provisioner:
         self.hook.pytest_isolate_setup_worker(worker=self.worker)
         return self.worker
 
+    @property
+    def workdir(self) -> Path | None:
+        """--isolate-sandbox's working directory, once the tests run in it."""
+        return self._workdir
+
     def enter_workdir(self) -> None:
         """--isolate-sandbox: tests run in the worker's own working directory (after
         collection, which imports the project from where pytest started)."""

@@ -106,3 +106,16 @@ def test_the_audit_recommends_the_sandbox(suite: pytest.Pytester) -> None:
     assert "1 test wrote files in the working directory or under HOME: try --isolate-sandbox" in (
         out
     )
+
+
+def test_the_audit_counts_the_sandboxs_own_directories_as_the_workers(
+    suite: pytest.Pytester,
+) -> None:
+    # The meeting files are the suite's own machinery, shared on purpose.
+    suite.makeini("[pytest]\nisolate_audit_ignore = file:_meeting/*\n")
+    for workers in ([], ["-n", "2"]):
+        result = suite.runpytest_subprocess(
+            "-p", "isolate", "--isolate-audit", "--isolate-sandbox", *workers
+        )
+        result.assert_outcomes(passed=4)
+        result.stdout.fnmatch_lines(["no hidden shared state found in 4 tests"])
