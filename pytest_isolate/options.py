@@ -116,6 +116,12 @@ def add_rerun_options(parser: pytest.Parser, group: Any) -> None:
         default=False,
         help=argparse.SUPPRESS,  # set by the plugin on the processes it reruns tests in
     )
+    group.addoption(
+        "--isolate-rerun-outcomes",
+        metavar="PATH",
+        default=None,
+        help=argparse.SUPPRESS,  # a rerun's file of each test's start and outcome (rerun.py)
+    )
     addini(
         parser,
         "isolate_rerun_alone",

@@ -127,6 +127,10 @@ def configure(config: pytest.Config) -> None:
             from .diagnose import rerun
 
             rerun.configure(config, reporter)
+    if config.getoption("isolate_rerun_outcomes"):
+        from .diagnose.processes import OutcomeLog  # a rerun's process, where rerun.py asked
+
+        config.pluginmanager.register(OutcomeLog(config.getoption("isolate_rerun_outcomes")))
     if options.xdist_loaded(config):
         config.pluginmanager.register(XdistHooks(state), "isolate-xdist")
         if _is_worker(config):

@@ -1,11 +1,11 @@
-"""Fails only in parallel: the pure parts of ``--isolate-rerun-alone``.
+"""Failed with workers: the pure parts of ``--isolate-rerun-alone``.
 
 Input: each test's span in the parallel run (worker, start, stop), the tests that failed, what
 the audit saw tests touch, and the outcomes of the reruns. Output: which failed tests to rerun
 within the caps, the tests that overlapped a victim on other workers, the trials that narrow
-those down to a culprit (a generator fed with each trial's result), the verdicts, and their
-text for the terminal, the report-log, JUnit and the timeline. Also which of the run's own
-arguments a rerun keeps. No pytest imports, no I/O.
+a set of tests down to the one involved (a generator fed with each trial's result), and the
+verdicts. :mod:`.causes` tells the causes apart, :mod:`.explain` words them. No pytest
+imports, no I/O.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import enum
 import signal
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
-
-from ..report.reports import count
+from typing import NamedTuple
 
 #: Overlapping sets larger than this are reported, not narrowed down: each halving costs
 #: fresh pytest processes.
@@ -202,6 +200,24 @@ def verdict_of(exit_code: int | None) -> tuple[Verdict, str]:
     return Verdict.UNDECIDED, f"the rerun ended with exit code {exit_code} ({what})"
 
 
+class Cause(enum.Enum):
+    """Why a test failed in a run with workers (:mod:`.causes` tells them apart)."""
+
+    POLLUTED = "polluted by an earlier test on its worker"
+    NEEDS_EARLIER = "needs an earlier test"
+    OVERLAP = "fails beside a test on another worker"
+    TIMING = "timing or load"
+    REAL = "a real failure"
+
+
+class Outcome(enum.Enum):
+    """The victim's outcome in one trial."""
+
+    PASSED = "passed"  # skipped and xfailed count as passed: it did not fail
+    FAILED = "failed"  # a failed phase, or the process died while it ran
+    NOT_RUN = "not run"  # the process ended before the victim started
+
+
 class Diagnosis(NamedTuple):
     nodeid: str
     verdict: Verdict
@@ -209,10 +225,15 @@ class Diagnosis(NamedTuple):
     worker: str = ""
     overlapped: tuple[Span, ...] = ()
     touched: Mapping[str, tuple[str, ...]] = {}  # by overlapping test; never mutated
-    search: SearchResult | None = None
+    search: SearchResult | None = None  # the bisection that named the test(s) involved
+    cause: Cause | None = None
+    before: int = 0  # tests its worker ran before it
+    elsewhere: int = 0  # tests before it in collection order, run on other workers
+    note: str = ""  # why a step was left out
 
     @property
     def culprit(self) -> str | None:
+        """The one test the search named: the culprit, the polluter or the test it needs."""
         return self.search.culprit if self.search else None
 
 
@@ -221,138 +242,3 @@ def run_passes(failed: Iterable[str], diagnoses: Iterable[Diagnosis]) -> bool:
     parallel_only = {d.nodeid for d in diagnoses if d.verdict is Verdict.PARALLEL_ONLY}
     failed = set(failed)
     return bool(failed) and failed <= parallel_only
-
-
-def _search_line(d: Diagnosis) -> str | None:
-    search = d.search
-    if search is None:
-        return None
-    listed = ", ".join(search.suspects)
-    tried = count(search.trials, "trial")
-    if search.status is Search.FOUND:
-        return f"  culprit: {search.culprit}: the test fails when run beside it ({tried})"
-    if search.status is Search.NOT_REPRODUCED:
-        return (
-            f"  culprit not found: it passed again beside the overlapping tests ({tried}); "
-            "the failure needs the parallel run's timing"
-        )
-    if search.status is Search.NEEDS_SEVERAL:
-        return (
-            f"  culprit not narrowed down: it fails beside {listed} together, but beside "
-            f"neither half alone ({tried})"
-        )
-    if search.status is Search.OUT_OF_TIME:
-        return f"  culprit not narrowed down within isolate_rerun_budget ({tried}): among {listed}"
-    if search.status is Search.TOO_MANY:
-        return (
-            f"  culprit not searched: {len(search.suspects)} tests overlapped it, "
-            f"more than {BISECT_MAX}"
-        )
-    return None
-
-
-def format_section(
-    diagnoses: Sequence[Diagnosis], failed: int, accept: bool, passes: bool
-) -> list[str]:
-    """The terminal section's lines (without its heading)."""
-    lines: list[str] = []
-    for d in diagnoses:
-        if d.verdict is not Verdict.PARALLEL_ONLY:
-            continue
-        where = f" on {d.worker}" if d.worker else ""
-        # "In parallel" only where something ran beside it: at -n 1, or alone on the
-        # machine at the time, the cause is its worker's earlier tests or the load.
-        headline = "FAILS ONLY IN PARALLEL" if d.overlapped else "FAILS ONLY IN THE RUN"
-        lines.append(f"{headline} {d.nodeid}{where}: {d.detail}")
-        if d.overlapped:
-            lines.append("  overlapped on other workers:")
-            for span in d.overlapped:
-                touched = d.touched.get(span.nodeid, ())
-                lines.append(f"    {span.nodeid} ({span.worker})")
-                lines.extend(f"      touched {what}" for what in touched)
-        else:
-            lines.append(
-                "  no test ran beside it on another worker: look at the tests before it on "
-                "its own worker, or at the machine's load"
-            )
-        search_line = _search_line(d)
-        if search_line:
-            lines.append(search_line)
-    for verdict in (Verdict.FAILS_ALONE, Verdict.UNDECIDED, Verdict.NOT_RERUN):
-        for d in diagnoses:
-            if d.verdict is verdict:
-                lines.append(f"{verdict.value} {d.nodeid}: {d.detail}")
-    parallel_only = sum(1 for d in diagnoses if d.verdict is Verdict.PARALLEL_ONLY)
-    # Of the tests a rerun decided: one cut short, or never rerun (the caps), decided nothing.
-    decided = sum(1 for d in diagnoses if d.verdict in (Verdict.PARALLEL_ONLY, Verdict.FAILS_ALONE))
-    summary = f"isolate: {parallel_only} of {count(decided, 'failed test')} passed when rerun alone"
-    if failed > decided:
-        summary += f" ({failed - decided} more not rerun or not decided)"
-    if passes:
-        summary += "; accepted by --isolate-parallel-only-ok, the run passes"
-    elif parallel_only and not accept:
-        summary += (
-            "; the run stays failed (--isolate-parallel-only-ok accepts failures only in parallel)"
-        )
-    elif parallel_only:
-        summary += "; the run stays failed: not every failed test passed alone"
-    lines.append(summary)
-    return lines
-
-
-# -- records for CI: report-log, JUnit, timeline ----------------------------------------------
-
-REPORT_TYPE = "pytest_isolate"
-
-
-def report_log_record(d: Diagnosis) -> dict[str, Any]:
-    """One JSON line for pytest-reportlog's file, ``{"$report_type": "pytest_isolate", ...}``."""
-    search = d.search
-    return {
-        "$report_type": REPORT_TYPE,
-        "event": "rerun_alone",
-        "nodeid": d.nodeid,
-        "verdict": d.verdict.name.lower(),
-        "detail": d.detail,
-        "worker": d.worker,
-        "overlapped": [
-            {
-                "nodeid": span.nodeid,
-                "worker": span.worker,
-                "touched": list(d.touched.get(span.nodeid, ())),
-            }
-            for span in d.overlapped
-        ],
-        "search": search.status.value if search else None,
-        "culprit": d.culprit,
-        "suspects": list(search.suspects) if search else [],
-        "trials": search.trials if search else 0,
-    }
-
-
-def junit_properties(diagnoses: Iterable[Diagnosis]) -> dict[str, list[tuple[str, str]]]:
-    """``<property>`` name/value pairs by node id: on each rerun test, and on each culprit."""
-    found: dict[str, list[tuple[str, str]]] = {}
-    for d in diagnoses:
-        props = found.setdefault(d.nodeid, [])
-        props.append(("isolate_rerun_alone", d.verdict.value))
-        if d.overlapped:
-            props.append(("isolate_overlapped", " ".join(s.nodeid for s in d.overlapped)))
-        if d.culprit:
-            props.append(("isolate_culprit", d.culprit))
-            found.setdefault(d.culprit, []).append(("isolate_culprit_of", d.nodeid))
-    return found
-
-
-def timeline_notes(diagnoses: Iterable[Diagnosis]) -> dict[str, str]:
-    """A note by node id for the timeline: on each test failing only in parallel and its culprit."""
-    notes: dict[str, str] = {}
-    for d in diagnoses:
-        if d.verdict is not Verdict.PARALLEL_ONLY:
-            continue
-        note = "fails only in parallel" if d.overlapped else "fails only in the run"
-        if d.culprit:
-            note += f"; culprit: {d.culprit}"
-            notes[d.culprit] = f"culprit: {d.nodeid} fails beside it"
-        notes[d.nodeid] = note
-    return notes

@@ -15,30 +15,22 @@ The rules (caps, overlaps, bisection, verdicts, texts, kept arguments) are in
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
 
-from .. import compat, options
+from .. import compat
 from ..faults import interrupts
 from ..faults.crashes import NEVER_RAN
-from ..faults.timeouts import GRACE_SECONDS, stop_group
-from ..provision.leases import Leases
-from ..provision.tmpdirs import remove_dangling_links
 from ..report import outputs
 from ..report.reporter import Reporter
 from ..report.reports import sort_key
 from ..xdist.transport import is_local
-from . import diagnosis, rerun_args
-from .diagnosis import Caps, Diagnosis, Search, SearchResult, Span, Verdict
+from . import causes, diagnosis, explain
+from .diagnosis import Caps, Diagnosis, Outcome, Span, Verdict
+from .processes import Reruns
 
 #: More failures than this many times isolate_rerun_max: no reruns at all.
 BROKEN_BUILD = 5
@@ -144,7 +136,7 @@ class RerunAlone:
             Diagnosis(nodeid, Verdict.NOT_RERUN, f"over isolate_rerun_max ({self.caps.tests})")
             for nodeid in left_out
         ]
-        self.reporter.notes.update(diagnosis.timeline_notes(self.diagnoses))
+        self.reporter.notes.update(explain.timeline_notes(self.diagnoses))
         if self.diagnoses:
             # The reporter rewrites the output files once junitxml and pytest-reportlog have
             # written them: the diagnoses go in with its pass.
@@ -181,7 +173,7 @@ class RerunAlone:
         budget: diagnosis.Budget,
         found: list[Diagnosis],
     ) -> None:
-        """Append a diagnosis per chosen test to ``found``, then add the culprit searches."""
+        """Append a diagnosis per chosen test to ``found``, then find each one's cause."""
         spans = {
             nodeid: Span(nodeid, worker, start, stop)
             for nodeid, (start, stop, worker, _) in self.reporter.spans().items()
@@ -205,30 +197,70 @@ class RerunAlone:
                     {s.nodeid: touched[s.nodeid] for s in overlapped if s.nodeid in touched},
                 )
             )
-        # Culprit searches only once every chosen test has its verdict.
+        # The causes only once every chosen test has its verdict alone.
         for i, d in enumerate(found):
-            if d.verdict is Verdict.PARALLEL_ONLY and d.overlapped:
-                found[i] = d._replace(search=self._search(runs, d, budget))
+            if d.verdict in (Verdict.PARALLEL_ONLY, Verdict.FAILS_ALONE):
+                found[i] = self._cause(runs, d, spans, budget)
 
-    def _search(self, runs: Reruns, d: Diagnosis, budget: diagnosis.Budget) -> SearchResult:
-        suspects = diagnosis.suspects_in_order(d.overlapped, d.touched)
-        if len(suspects) > diagnosis.BISECT_MAX:
-            return SearchResult(Search.TOO_MANY, suspects, 0)
-        started = {span.nodeid: span.start for span in d.overlapped}
-        search = diagnosis.bisect_culprit(suspects)
-        trial = next(search)
-        while True:
-            # The suspects run in the order they started in the parallel run.
-            beside = sorted(trial.beside, key=lambda nodeid: started[nodeid])
-            reproduced = runs.beside(d.nodeid, beside, budget)
-            if reproduced is None:
-                search.close()
-                return diagnosis.stopped_at(trial)
-            try:
-                trial = search.send(reproduced)
-            except StopIteration as done:
-                result: SearchResult = done.value
-                return result
+    def _cause(
+        self, runs: Reruns, d: Diagnosis, spans: Mapping[str, Span], budget: diagnosis.Budget
+    ) -> Diagnosis:
+        started = [(span.nodeid, span.worker, span.start) for span in spans.values()]
+        ran_on = {nodeid: span.worker for nodeid, span in spans.items()}
+        failed_alone = d.verdict is Verdict.FAILS_ALONE
+        before = causes.worker_before(d.nodeid, d.worker, started)
+        elsewhere = causes.elsewhere_before(d.nodeid, self.reporter.nodeids, ran_on)
+        notes: list[str] = []
+
+        def affordable(tests: tuple[str, ...], which: str) -> tuple[str, ...]:
+            # A rerun after other tests costs as long as they ran: not tried when that is more
+            # than the budget has left (a real failure late in a long suite must not rerun it).
+            cost = sum(spans[t].stop - spans[t].start for t in tests if t in spans)
+            if tests and cost > budget.left(time.monotonic()):
+                notes.append(
+                    f"not rerun after {which}: they ran {cost:.1f}s, more than the budget left"
+                )
+                return ()
+            return tests
+
+        facts = causes.Facts(
+            d.nodeid,
+            failed_alone,
+            () if failed_alone else affordable(before, f"the tests {d.worker} ran before it"),
+            affordable(elsewhere, "its predecessors on other workers") if failed_alone else (),
+            diagnosis.suspects_in_order(d.overlapped, d.touched),
+        )
+        finding = causes.drive(
+            causes.classify(facts),
+            lambda rerun: self._carry_out(runs, d.nodeid, rerun, spans, budget),
+        )
+        return d._replace(
+            cause=finding.cause,
+            search=finding.search,
+            before=len(before),
+            elsewhere=len(elsewhere) if failed_alone else 0,
+            note="; ".join(notes),
+        )
+
+    def _carry_out(
+        self,
+        runs: Reruns,
+        victim: str,
+        rerun: causes.Rerun,
+        spans: Mapping[str, Span],
+        budget: diagnosis.Budget,
+    ) -> Outcome | None:
+        left = budget.left(time.monotonic())
+        if left <= 0:
+            return None
+        if rerun.before:
+            return runs.in_order(rerun.before, victim, left)
+        # The suspects run in the order they started in the parallel run.
+        beside = sorted(rerun.beside, key=lambda nodeid: spans[nodeid].start)
+        reproduced = runs.beside(victim, beside, budget)
+        if reproduced is None:
+            return None
+        return Outcome.FAILED if reproduced else Outcome.PASSED
 
     def _touched(self) -> dict[str, tuple[str, ...]]:
         """What the audit saw each test touch, when --isolate-audit ran."""
@@ -249,171 +281,17 @@ class RerunAlone:
         if not self.diagnoses:
             return
         terminalreporter.write_sep("=", "isolate: failed tests rerun alone")
-        lines = diagnosis.format_section(self.diagnoses, len(self.failed), self.accept, self.passes)
+        lines = explain.format_section(self.diagnoses, len(self.failed), self.accept, self.passes)
         for line in lines:
             terminalreporter.write_line(line)
 
     def _junit_properties(self, text: str, case: Callable[[str], tuple[str, str]]) -> str:
         by_case = {
             case(nodeid): props
-            for nodeid, props in diagnosis.junit_properties(self.diagnoses).items()
+            for nodeid, props in explain.junit_properties(self.diagnoses).items()
         }
         return outputs.add_junit_properties(text, by_case)
 
     def _report_log_records(self, lines: list[str]) -> list[str]:
-        records = [json.dumps(diagnosis.report_log_record(d)) for d in self.diagnoses]
+        records = [json.dumps(explain.report_log_record(d)) for d in self.diagnoses]
         return outputs.insert_records(lines, records)
-
-
-class Reruns:
-    """Fresh pytest processes for reruns: the run's own options, no workers, no outputs.
-
-    Each process gets its own basetemp, cache directory and throwaway outputs under one
-    temporary directory, removed at the end, so the run's files, durations and last-failed
-    list stay as the run left them.
-    """
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.cwd = Path(config.invocation_params.dir)
-        self.rootdir = str(config.rootpath)
-        self.kept = rerun_args.kept_args(config.invocation_params.args, _option_specs(config))
-        self.count = 0
-        self.scratch = Path(tempfile.mkdtemp(prefix="pytest-isolate-rerun-"))
-        self.env = dict(os.environ)
-        for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
-            self.env.pop(name, None)
-
-    def __enter__(self) -> Reruns:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
-        # A rerun whose test crashed it left its temp link (its directory went with the
-        # scratch) and its port lease.
-        remove_dangling_links(Path(tempfile.gettempdir()))
-        Leases("ports").reclaim()
-
-    def command(self, nodeids: Sequence[str]) -> tuple[list[str], Path]:
-        self.count += 1
-        here = self.scratch / f"run{self.count}"
-        here.mkdir()
-        config = self.config
-        # A rerun never reruns anything itself, and its test timeouts end it.
-        extra = ["--isolate-rerun-child", f"--rootdir={self.rootdir}"]
-        if config.pluginmanager.hasplugin("pytest_cov"):
-            # Else it would overwrite the run's own coverage data and reports with one test's.
-            extra.append("--no-cov")
-        extra.append(f"--basetemp={here / 'basetemp'}")
-        if config.pluginmanager.has_plugin("cacheprovider"):
-            # Its own cache; under -p no:cacheprovider the key is unknown (a warning, an
-            # error under filterwarnings = error).
-            extra += ["-o", f"cache_dir={here / 'cache'}"]
-        if config.inipath is not None:
-            extra += ["-c", str(config.inipath)]
-        if options.xdist_loaded(config):
-            extra += ["-n", "0", "--dist", "no"]  # wins over -n in addopts
-        # Outputs set in addopts or the ini go to throwaway files.
-        if config.getoption("xmlpath", None):
-            extra.append(f"--junitxml={here / 'junit.xml'}")
-        if config.getoption("report_log", None):
-            extra.append(f"--report-log={here / 'report-log.jsonl'}")
-        if config.getoption("isolate_timeline", None):
-            extra.append(f"--isolate-timeline={here / 'timeline.html'}")
-        if config.getoption("log_file", None) or config.getini("log_file"):
-            extra.append(f"--log-file={here / 'log.txt'}")
-        tests = [rerun_args.absolute_nodeid(self.rootdir, nodeid) for nodeid in nodeids]
-        return [sys.executable, "-m", "pytest", *self.kept, *extra, *tests], here
-
-    def start(self, nodeids: Sequence[str]) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
-        command, here = self.command(nodeids)
-        output = open(here / "output.txt", "wb")  # noqa: SIM115 - closed by _stop
-        process = subprocess.Popen(
-            command,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: stopped whole at the budget's end
-        )
-        return process, output
-
-    def run(self, nodeids: Sequence[str], timeout: float) -> int | None:
-        """The exit code of a fresh pytest process for ``nodeids``; None when out of time."""
-        process, output = self.start(nodeids)
-        try:
-            return _wait(process, timeout)
-        finally:
-            _stop(process, output)
-
-    def beside(self, victim: str, suspects: Sequence[str], budget: diagnosis.Budget) -> bool | None:
-        """Does ``victim`` fail while ``suspects`` run? None when the budget ran out first.
-
-        The suspects start in one process, the victim in another at the same moment, and
-        the victim runs again for as long as the suspects still run.
-        """
-        others, output = self.start(suspects)
-        try:
-            while True:
-                code = self.run([victim], budget.left(time.monotonic()))
-                if code is None:
-                    return None
-                if code != 0:
-                    return code == 1 or code < 0  # failed, or crashed, beside them
-                if _wait(others, 0) is not None:
-                    return False
-        finally:
-            _stop(others, output)
-
-
-def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:
-    """The exit code once the process ends, None if it runs past ``timeout``.
-
-    The process is not reaped, so its process group id stays its own until ``_stop``.
-    """
-    if not hasattr(os, "waitid"):  # macOS before Python 3.13
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            ended = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-        except ChildProcessError:
-            return process.returncode  # reaped already
-        if ended is not None and ended.si_pid:
-            if ended.si_code == os.CLD_EXITED:
-                return ended.si_status
-            return -ended.si_status  # killed by a signal, as Popen says it
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.02)
-
-
-def _stop(process: subprocess.Popen[bytes], output: IO[bytes]) -> None:
-    """End the process and whatever it left running in its group (a test's children).
-
-    SIGTERM first, so a pytest still running tears down (fixtures, its databases), then
-    SIGKILL for what is left once it has ended or the grace period is over.
-    """
-    stop_group(process.pid, GRACE_SECONDS, ended=lambda: _wait(process, 0) is not None)
-    process.wait()
-    output.close()
-
-
-def _option_specs(config: pytest.Config) -> dict[str, rerun_args.OptionSpec]:
-    """Every command-line option string of this pytest, with its dest and arity."""
-    specs = {}
-    for name, action in compat.option_actions(config).items():
-        nargs = action.nargs
-        arity = (
-            rerun_args.Arity.NONE
-            if nargs == 0
-            else rerun_args.Arity.OPTIONAL
-            if nargs == "?"
-            else rerun_args.Arity.ONE
-        )
-        specs[name] = rerun_args.OptionSpec(str(action.dest), arity)
-    return specs

@@ -584,7 +584,7 @@ def test_db(i):
     out = result.stdout.str()
     assert "not run: its workers crashed" in out
     assert "rerunning 1 failed test(s) alone" in out  # the crashed test only
-    for headline in ("FAILS ONLY IN PARALLEL", "FAILS ONLY IN THE RUN"):
+    for headline in ("FAILS ONLY IN PARALLEL", "POLLUTED BY", "TIMING OR LOAD", "PASSED WHEN"):
         assert f"{headline} test_crash.py::test_db[1]" not in out
         assert f"{headline} test_crash.py::test_db[2]" not in out
 

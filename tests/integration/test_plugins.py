@@ -554,3 +554,34 @@ def test_debugger_without_workers_runs_in_process(
     )
     result.assert_outcomes(passed=1)
     assert [r["worker"] for r in records(record_dir)] == ["main"]
+
+
+def test_randomly_a_seed_that_puts_the_polluter_first_is_diagnosed_as_pollution(
+    pytester: pytest.Pytester,
+) -> None:
+    """#22: under pytest-randomly, a seed that runs the polluter first fails the victim: the
+    diagnosis reruns the worker's tests in the shuffled order and names the polluter; with
+    one worker, never "in parallel"."""
+    need("pytest_randomly")
+    from tests.integration.test_causes import POLLUTED_SUITE, POLLUTER, VICTIM
+    from tests.integration.test_rerun import section
+
+    pytester.makepyfile(**POLLUTED_SUITE)
+    for seed in range(1, 40):
+        order = ("-p", "randomly", "-p", "no:cacheprovider", f"--randomly-seed={seed}")
+        listed = pytester.runpytest_subprocess("-p", "no:isolate", *order, "--collect-only", "-q")
+        nodeids = [line for line in listed.outlines if "::" in line]
+        if nodeids.index(POLLUTER) < nodeids.index(VICTIM):
+            break
+    else:
+        pytest.fail("no seed in 1-39 puts the polluter before the victim")
+    serial = pytester.runpytest_subprocess("-p", "no:isolate", *order)
+    serial.assert_outcomes(failed=1, passed=3)  # the seed's serial run fails it too
+
+    result = pytester.runpytest_subprocess("-p", "isolate", "-n", "1", *order)
+    result.assert_outcomes(failed=1, passed=3)
+    lines = section(result)
+    text = "\n".join(lines)
+    assert lines[0].startswith(f"POLLUTED BY AN EARLIER TEST {VICTIM} on gw0: "), text
+    assert lines[1].startswith(f"  polluter: {POLLUTER}: the test fails when run after it"), text
+    assert "PARALLEL" not in text and "beside" not in text, text

@@ -138,7 +138,9 @@ def test_fails_only_beside_an_undeclared_test_names_it_the_culprit(
     lines = section(result)
     text = "\n".join(lines)
     head = re.fullmatch(
-        rf"FAILS ONLY IN PARALLEL {re.escape(VICTIM)} on (gw\d): passed when rerun alone", lines[0]
+        rf"FAILS ONLY IN PARALLEL {re.escape(VICTIM)} on (gw\d): passed when rerun alone"
+        r"(, passed after the \d+ tests? gw\d ran before it)?",
+        lines[0],
     )
     assert head, text
     assert lines[1] == "  overlapped on other workers:"
@@ -167,6 +169,7 @@ def test_fails_only_beside_an_undeclared_test_names_it_the_culprit(
     (record,) = [r for r in records if r.get("event") == "rerun_alone"]
     assert record["nodeid"] == VICTIM
     assert record["verdict"] == "parallel_only"
+    assert record["cause"] == "overlap"
     assert record["culprit"] == CULPRIT
     assert CULPRIT in [entry["nodeid"] for entry in record["overlapped"]]
     last = json.loads((pytester.path / "log.jsonl").read_text().splitlines()[-1])
@@ -179,9 +182,12 @@ def test_fails_only_beside_an_undeclared_test_names_it_the_culprit(
     }
     assert props[("test_b_needs_it_absent", "isolate_rerun_alone")] == "fails only in parallel"
     assert props[("test_b_needs_it_absent", "isolate_culprit")] == CULPRIT
+    assert props[("test_b_needs_it_absent", "isolate_cause")] == (
+        "fails beside a test on another worker"
+    )
     assert props[("test_a_holds_the_file", "isolate_culprit_of")] == VICTIM
     page = (pytester.path / "timeline.html").read_text()
-    assert f'"x":"fails only in parallel; culprit: {CULPRIT}"' in page
+    assert f'"x":"fails beside a test on another worker; culprit: {CULPRIT}"' in page
 
 
 def test_with_the_resource_declared_the_run_is_green(pytester: pytest.Pytester) -> None:
@@ -229,7 +235,7 @@ def test_needs_no_workers(request):
     result.assert_outcomes(failed=1)
     lines = section(result)
     # Nothing ran beside it (the only test): not "in parallel".
-    assert lines[0].startswith("FAILS ONLY IN THE RUN test_env.py::test_needs_no_workers on gw")
+    assert lines[0].startswith("TIMING OR LOAD test_env.py::test_needs_no_workers on gw")
     assert lines[-1].endswith("accepted by --isolate-parallel-only-ok, the run passes")
     first, second = sorted(where for _, where in runs(pytester))
     assert first == "alone" and second.startswith("gw")
@@ -248,6 +254,7 @@ def test_a_test_failing_alone_too_is_not_parallel_only(pytester: pytest.Pytester
     result.assert_outcomes(failed=1, passed=1)
     assert section(result) == [
         "fails alone too test_bad.py::test_bad: failed when rerun alone",
+        "isolate: causes: 1 a real failure",
         "isolate: 0 of 1 failed test passed when rerun alone",
     ], result.stdout.str()
     assert [r for r in runs(pytester) if r[1] == "alone"] == [("test_bad.py::test_bad", "alone")]
@@ -264,6 +271,7 @@ def test_reruns_decide_without_the_cache_and_with_warnings_as_errors(
     result.assert_outcomes(failed=1, passed=1)
     assert section(result) == [
         "fails alone too test_bad.py::test_bad: failed when rerun alone",
+        "isolate: causes: 1 a real failure",
         "isolate: 0 of 1 failed test passed when rerun alone",
     ], result.stdout.str()
 

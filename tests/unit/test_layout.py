@@ -33,6 +33,7 @@ ADAPTERS = {
     "report/reporter.py",
     "diagnose/audit.py",
     "diagnose/rerun.py",
+    "diagnose/processes.py",  # the rerun processes, and the outcome log plugin in them
 }
 FRAMEWORKS = {"pytest", "_pytest", "xdist", "execnet", "pluggy"}
 

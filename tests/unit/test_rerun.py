@@ -15,6 +15,7 @@ from pytest_isolate.diagnose.diagnosis import (
     BISECT_MAX,
     Budget,
     Caps,
+    Cause,
     Diagnosis,
     Search,
     SearchResult,
@@ -22,17 +23,19 @@ from pytest_isolate.diagnose.diagnosis import (
     Trial,
     Verdict,
     bisect_culprit,
-    format_section,
-    junit_properties,
     overlapping,
     parse_caps,
-    report_log_record,
     run_passes,
     select_reruns,
     stopped_at,
     suspects_in_order,
-    timeline_notes,
     verdict_of,
+)
+from pytest_isolate.diagnose.explain import (
+    format_section,
+    junit_properties,
+    report_log_record,
+    timeline_notes,
 )
 from pytest_isolate.diagnose.rerun_args import Arity, OptionSpec, absolute_nodeid, kept_args
 from pytest_isolate.report.outputs import add_junit_properties, insert_records
@@ -232,22 +235,48 @@ VICTIM_B = Diagnosis(
     (A, F),
     {A.nodeid: ('file: wrote shared.txt (declare: @pytest.mark.resource("dir:shared.txt"))',)},
     SearchResult(Search.FOUND, (A.nodeid,), 3),
+    Cause.OVERLAP,
+    before=2,
 )
-ALONE_C = Diagnosis("test_c.py::test_c", Verdict.FAILS_ALONE, "failed when rerun alone", "gw1")
+ALONE_C = Diagnosis(
+    "test_c.py::test_c", Verdict.FAILS_ALONE, "failed when rerun alone", "gw1", cause=Cause.REAL
+)
 LEFT_D = Diagnosis("test_d.py::test_d", Verdict.NOT_RERUN, "over isolate_rerun_max (2)")
+POLLUTED_E = Diagnosis(
+    "test_e.py::test_e",
+    Verdict.PARALLEL_ONLY,
+    "passed when rerun alone",
+    "gw0",
+    search=SearchResult(Search.FOUND, ("test_p.py::test_p",), 4),
+    cause=Cause.POLLUTED,
+    before=5,
+)
+NEEDS_G = Diagnosis(
+    "test_g.py::test_g",
+    Verdict.FAILS_ALONE,
+    "failed when rerun alone",
+    "gw1",
+    search=SearchResult(Search.FOUND, ("test_s.py::test_setup",), 2),
+    cause=Cause.NEEDS_EARLIER,
+    elsewhere=3,
+)
 
 
 def test_section_names_the_victim_who_overlapped_it_what_they_touched_and_the_culprit() -> None:
     lines = format_section([VICTIM_B, ALONE_C, LEFT_D], failed=3, accept=False, passes=False)
     assert lines == [
-        "FAILS ONLY IN PARALLEL test_b.py::test_b on gw0: passed when rerun alone",
+        "FAILS ONLY IN PARALLEL test_b.py::test_b on gw0: passed when rerun alone, passed after "
+        "the 2 tests gw0 ran before it",
         "  overlapped on other workers:",
         "    test_a.py::test_a (gw1)",
         '      touched file: wrote shared.txt (declare: @pytest.mark.resource("dir:shared.txt"))',
         "    test_f.py::test_f (gw1)",
         "  culprit: test_a.py::test_a: the test fails when run beside it (3 trials)",
+        '  declare: @pytest.mark.resource("NAME") on test_b.py::test_b and test_a.py::test_a, '
+        "NAME for what they share",
         "fails alone too test_c.py::test_c: failed when rerun alone",
         "not rerun test_d.py::test_d: over isolate_rerun_max (2)",
+        "isolate: causes: 1 fails beside a test on another worker, 1 a real failure",
         # Counted over what the reruns decided: test_d was not rerun (#20).
         "isolate: 1 of 2 failed tests passed when rerun alone (1 more not rerun or not "
         "decided); the run stays failed (--isolate-parallel-only-ok accepts failures only in "
@@ -255,53 +284,93 @@ def test_section_names_the_victim_who_overlapped_it_what_they_touched_and_the_cu
     ]
 
 
+def test_section_names_the_polluter_and_the_test_needed_with_their_evidence() -> None:
+    lines = format_section([POLLUTED_E, NEEDS_G], failed=2, accept=False, passes=False)
+    assert lines[:3] == [
+        "POLLUTED BY AN EARLIER TEST test_e.py::test_e on gw0: passed when rerun alone, failed "
+        "after the 5 tests gw0 ran before it",
+        "  polluter: test_p.py::test_p: the test fails when run after it (4 trials)",
+        "  fix: test_p.py::test_p leaves state behind: undo it in a fixture's teardown "
+        "(monkeypatch, tmp_path), or reset it in a fixture of the victim's",
+    ]
+    assert lines[3:6] == [
+        "NEEDS AN EARLIER TEST test_g.py::test_g on gw1: failed when rerun alone, passed after "
+        "the 3 tests before it in collection order that ran on other workers",
+        "  needs: test_s.py::test_setup: the test passes when run after it (2 trials)",
+        "  fix: give test_g.py::test_g what test_s.py::test_setup sets up through a fixture, "
+        "not through the order of tests",
+    ]
+    text = "\n".join(lines)
+    # Nothing ran beside either: never "in parallel".
+    assert "PARALLEL" not in text and "beside" not in text
+
+
 @pytest.mark.parametrize(
     ("search", "expected"),
     [
-        (SearchResult(Search.NOT_REPRODUCED, ("x", "y"), 1), "culprit not found"),
         (SearchResult(Search.NEEDS_SEVERAL, ("x", "y"), 3), "beside x, y together"),
         (SearchResult(Search.OUT_OF_TIME, ("x", "y"), 2), "within isolate_rerun_budget"),
-        (SearchResult(Search.TOO_MANY, tuple("x" * 17), 0), "17 tests overlapped it"),
+        (SearchResult(Search.TOO_MANY, tuple("x" * 17), 1), "17 tests overlapped it"),
     ],
 )
 def test_section_says_why_no_culprit_was_named(search: SearchResult, expected: str) -> None:
-    victim = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0", (A,), {}, search)
+    victim = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0", (A,), {}, search, Cause.OVERLAP)
     text = "\n".join(format_section([victim], 1, accept=False, passes=False))
     assert expected in text
     assert "culprit:" not in text
 
 
-def test_section_without_overlaps_points_at_the_victims_own_worker() -> None:
-    lonely = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0")
+def test_timing_without_overlaps_points_at_timing_and_never_says_parallel() -> None:
+    lonely = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0", cause=Cause.TIMING)
     lines = format_section([lonely], 1, accept=True, passes=True)
     # Never "in parallel" where nothing ran beside it (at -n 1, say).
-    assert lines[0] == "FAILS ONLY IN THE RUN v on gw0: passed"
-    assert "no test ran beside it on another worker" in lines[1]
+    assert lines[0] == "TIMING OR LOAD v on gw0: passed"
+    assert "no test ran before it on its worker or beside it on another" in lines[1]
     assert lines[-1].endswith("accepted by --isolate-parallel-only-ok, the run passes")
+    after = lonely._replace(before=3, overlapped=(A,))
+    assert format_section([after], 1, accept=False, passes=False)[0] == (
+        "TIMING OR LOAD v on gw0: passed, passed after the 3 tests gw0 ran before it, and "
+        "beside the 1 test that overlapped it"
+    )
+
+
+def test_a_cause_not_found_in_time_says_so() -> None:
+    cut = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed when rerun alone", "gw0")
+    assert format_section([cut], 1, accept=False, passes=False)[0] == (
+        "PASSED WHEN RERUN ALONE v on gw0: passed when rerun alone; the cause was not found "
+        "within isolate_rerun_budget"
+    )
 
 
 def test_the_run_passes_only_when_every_failed_test_passed_alone() -> None:
     assert run_passes(["test_b.py::test_b"], [VICTIM_B])
     assert not run_passes(["test_b.py::test_b", "test_c.py::test_c"], [VICTIM_B, ALONE_C])
     assert not run_passes(["test_b.py::test_b", "test_d.py::test_d"], [VICTIM_B, LEFT_D])
+    assert not run_passes(["test_g.py::test_g"], [NEEDS_G])  # it fails alone
     assert not run_passes([], [])
 
 
 # -- records for CI -------------------------------------------------------------------------
 
 
-def test_report_log_record_is_json_with_the_verdict_overlaps_and_culprit() -> None:
+def test_report_log_record_is_json_with_the_verdict_cause_overlaps_and_culprit() -> None:
     record = json.loads(json.dumps(report_log_record(VICTIM_B)))
     assert record["$report_type"] == "pytest_isolate"
     assert record["event"] == "rerun_alone"
     assert record["nodeid"] == "test_b.py::test_b"
     assert record["verdict"] == "parallel_only"
+    assert record["cause"] == "overlap"
     assert record["culprit"] == "test_a.py::test_a"
     assert record["search"] == "found"
     assert record["overlapped"][0]["nodeid"] == "test_a.py::test_a"
     assert "wrote shared.txt" in record["overlapped"][0]["touched"][0]
     assert record["overlapped"][1]["touched"] == []
     assert report_log_record(LEFT_D)["culprit"] is None
+    assert report_log_record(LEFT_D)["cause"] is None
+    needs = report_log_record(NEEDS_G)
+    assert (needs["cause"], needs["culprit"]) == ("needs_earlier", "test_s.py::test_setup")
+    assert needs["before_elsewhere"] == 3
+    assert "passed after the 3 tests before it" in needs["evidence"]
 
 
 def test_records_go_before_the_session_finish_line() -> None:
@@ -328,6 +397,7 @@ def test_junit_properties_land_on_the_victim_and_the_culprit() -> None:
     by_nodeid = junit_properties([VICTIM_B])
     assert by_nodeid["test_b.py::test_b"] == [
         ("isolate_rerun_alone", "fails only in parallel"),
+        ("isolate_cause", "fails beside a test on another worker"),
         ("isolate_overlapped", "test_a.py::test_a test_f.py::test_f"),
         ("isolate_culprit", "test_a.py::test_a"),
     ]
@@ -348,11 +418,27 @@ def test_junit_properties_land_on_the_victim_and_the_culprit() -> None:
     assert a[0][0].attrib == {"name": "isolate_culprit_of", "value": "test_b.py::test_b"}
 
 
-def test_timeline_notes_mark_the_victim_and_its_culprit_only() -> None:
-    notes = timeline_notes([VICTIM_B, ALONE_C, LEFT_D])
+def test_junit_properties_name_the_polluter_and_the_test_needed() -> None:
+    by_nodeid = junit_properties([POLLUTED_E, NEEDS_G])
+    assert ("isolate_cause", "polluted by an earlier test on its worker") in by_nodeid[
+        POLLUTED_E.nodeid
+    ]
+    assert ("isolate_polluter", "test_p.py::test_p") in by_nodeid[POLLUTED_E.nodeid]
+    assert by_nodeid["test_p.py::test_p"] == [("isolate_polluter_of", POLLUTED_E.nodeid)]
+    assert ("isolate_needs", "test_s.py::test_setup") in by_nodeid[NEEDS_G.nodeid]
+    assert by_nodeid["test_s.py::test_setup"] == [("isolate_needed_by", NEEDS_G.nodeid)]
+
+
+def test_timeline_notes_mark_the_victims_with_their_cause_and_the_tests_named() -> None:
+    notes = timeline_notes([VICTIM_B, ALONE_C, LEFT_D, POLLUTED_E, NEEDS_G])
     assert notes == {
-        "test_b.py::test_b": "fails only in parallel; culprit: test_a.py::test_a",
+        "test_b.py::test_b": "fails beside a test on another worker; culprit: test_a.py::test_a",
         "test_a.py::test_a": "culprit: test_b.py::test_b fails beside it",
+        "test_e.py::test_e": "polluted by an earlier test on its worker; polluter: "
+        "test_p.py::test_p",
+        "test_p.py::test_p": "polluter: test_e.py::test_e fails after it",
+        "test_g.py::test_g": "needs an earlier test; needs: test_s.py::test_setup",
+        "test_s.py::test_setup": "needed by test_g.py::test_g",
     }
 
 

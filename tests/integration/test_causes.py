@@ -1,0 +1,131 @@
+"""The causes of a failure with workers, told apart in real runs (#22): real xdist workers, real
+rerun processes, and suites whose tests depend on each other through process state, as real
+suites do (an environment variable set and never undone stands for a registered plugin, a
+created schema or a warmed cache).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from .test_rerun import section
+
+# test_reads_schema passes serially only because test_creates_schema, in another file, ran
+# first in the same process.
+NEEDS_SUITE = {
+    "test_a_setup": """
+import os
+import time
+
+def test_first():
+    time.sleep(0.8)  # long enough for the second worker to start and take the other file
+
+def test_creates_schema():
+    os.environ["SCHEMA_READY"] = "1"
+
+def test_third():
+    pass
+""",
+    "test_b_uses": """
+import os
+
+def test_plain():
+    pass
+
+def test_reads_schema():
+    assert os.environ.get("SCHEMA_READY") == "1", "no schema"
+""",
+}
+# Recorded durations that put the two files on different workers under -n 2.
+NEEDS_DURATIONS = {
+    "test_a_setup.py::test_first": 0.8,
+    "test_a_setup.py::test_creates_schema": 0.01,
+    "test_a_setup.py::test_third": 0.01,
+    "test_b_uses.py::test_plain": 0.4,
+    "test_b_uses.py::test_reads_schema": 0.4,
+}
+NEEDER = "test_b_uses.py::test_reads_schema"
+NEEDED = "test_a_setup.py::test_creates_schema"
+
+# test_victim fails whenever test_breaks_mode ran before it in the same process.
+POLLUTED_SUITE = {
+    "test_a_mode": """
+import os
+
+def test_harmless():
+    pass
+
+def test_breaks_mode():
+    os.environ["APP_MODE"] = "broken"
+
+def test_harmless_too():
+    pass
+""",
+    "test_b_victim": """
+import os
+
+def test_victim():
+    assert os.environ.get("APP_MODE") != "broken", "a test left APP_MODE broken"
+""",
+}
+VICTIM = "test_b_victim.py::test_victim"
+POLLUTER = "test_a_mode.py::test_breaks_mode"
+
+
+def records(pytester: pytest.Pytester) -> list[dict[str, object]]:
+    return [
+        json.loads(line)
+        for line in (pytester.path / "log.jsonl").read_text().splitlines()
+        if '"rerun_alone"' in line
+    ]
+
+
+def test_a_test_that_needs_one_in_another_file_is_named_with_the_test_it_needs(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(**NEEDS_SUITE)
+    (pytester.path / "durations.json").write_text(json.dumps(NEEDS_DURATIONS))
+    serial = pytester.runpytest_subprocess("-p", "no:randomly")
+    serial.assert_outcomes(passed=5)
+
+    args = ("-p", "isolate", "-p", "no:randomly", "-n", "2", "--isolate-durations=durations.json")
+    result = pytester.runpytest_subprocess(*args, "--report-log=log.jsonl")
+    result.assert_outcomes(failed=1, passed=4)
+    lines = section(result)
+    text = "\n".join(lines)
+    assert re.fullmatch(
+        rf"NEEDS AN EARLIER TEST {re.escape(NEEDER)} on gw\d: failed when rerun alone, passed "
+        r"after the 3 tests before it in collection order that ran on other workers",
+        lines[0],
+    ), text
+    assert lines[1].startswith(f"  needs: {NEEDED}: the test passes when run after it ("), text
+    assert lines[2].startswith(f"  fix: give {NEEDER} what {NEEDED} sets up through a fixture")
+    assert "PARALLEL" not in text and "fails alone too" not in text
+    (record,) = records(pytester)
+    assert (record["cause"], record["culprit"]) == ("needs_earlier", NEEDED)
+
+
+def test_a_test_polluted_by_an_earlier_one_on_its_worker_names_the_polluter(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(**POLLUTED_SUITE)
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-p", "no:randomly", "-n", "1", "--report-log=log.jsonl"
+    )
+    result.assert_outcomes(failed=1, passed=3)
+    lines = section(result)
+    text = "\n".join(lines)
+    assert lines[0] == (
+        f"POLLUTED BY AN EARLIER TEST {VICTIM} on gw0: passed when rerun alone, failed after "
+        "the 3 tests gw0 ran before it"
+    ), text
+    assert lines[1].startswith(f"  polluter: {POLLUTER}: the test fails when run after it ("), text
+    assert lines[2].startswith(f"  fix: {POLLUTER} leaves state behind")
+    # At -n 1 nothing ran beside anything.
+    assert "PARALLEL" not in text and "beside" not in text, text
+    (record,) = records(pytester)
+    assert (record["cause"], record["culprit"]) == ("polluted", POLLUTER)
+    assert record["before_on_worker"] == 3
