@@ -80,7 +80,8 @@ class XdistHooks:
         if not reporter.nodeids:
             unused = self.inbox.get(node.gateway.id, "unused_capacity")  # sent ahead too
             _warn_unused_capacity(self.state.config, list(unused or []))
-        reporter.set_collection(ids, claims)
+            self.state.lessons.forget_vanished(ids)
+        reporter.set_collection(ids, self.state.lessons.claims(ids, claims))
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         """A worker that timed out looks like a crash to xdist: say what really happened."""
@@ -151,7 +152,12 @@ class XdistHooks:
         from .xdist.scheduler import IsolateScheduling
 
         self.scheduler = IsolateScheduling(
-            config, log, self.inbox, self.state.capacity, self.state.recorded
+            config,
+            log,
+            self.inbox,
+            self.state.capacity,
+            self.state.recorded,
+            self.state.lessons.claims,
         )
         return self.scheduler
 

@@ -111,6 +111,13 @@ def add_rerun_options(parser: pytest.Parser, group: Any) -> None:
         "(default: ini isolate_parallel_only_ok, off)",
     )
     group.addoption(
+        "--isolate-forget",
+        action="store_true",
+        default=False,
+        help="drop what earlier runs' diagnoses learned (pairs of tests run on one worker) and "
+        "the tests known to fail alone, before this run",
+    )
+    group.addoption(
         "--isolate-rerun-child",
         action="store_true",
         default=False,

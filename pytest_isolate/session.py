@@ -33,6 +33,7 @@ from .declare.claims import (
     unused_capacity,
 )
 from .declare.domains import build_domains
+from .diagnose.memory import Lessons
 from .faults import interrupts
 from .faults.timeouts import (
     MESSAGE_KIND,
@@ -111,6 +112,10 @@ def configure(config: pytest.Config) -> None:
             except database.DatabaseError as exc:
                 raise pytest.UsageError(str(exc)) from exc
         _start_run(config, settings)
+    if config.getoption("isolate_forget") and not _is_worker(config):
+        from .diagnose import memory
+
+        config.stash[FORGOTTEN] = memory.forget(config)
     state = IsolateState(config, capacity, settings, timeout)
     config.pluginmanager.register(state, "isolate-state")
     if options.audit_wanted(config):
@@ -138,6 +143,7 @@ def configure(config: pytest.Config) -> None:
 
 
 RECLAIMED = pytest.StashKey[list[str]]()
+FORGOTTEN = pytest.StashKey[list[str]]()
 RECLAIMED_PORTS = pytest.StashKey[list[str]]()
 RUN_ID = pytest.StashKey[str]()
 SIGTERM_BEFORE = pytest.StashKey[Any]()
@@ -205,6 +211,8 @@ class IsolateState:
         # Workers need history only to compute the same shard as everyone else.
         needs_history = not self.is_worker or config.getoption("isolate_shard")
         self.recorded: dict[str, float] = durations.load(config) if needs_history else {}
+        # What earlier runs' diagnoses proved, applied where a plan or a shard is made.
+        self.lessons = Lessons(config if needs_history else None)
         self.shard_note: str | None = None
         # Counted resources that deselected tests (-k, -m, --lf, a shard) declare.
         self.counted_deselected: set[str] = set()
@@ -241,7 +249,11 @@ class IsolateState:
         )
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        lines = []
+        forgotten: list[str] = config.stash.get(FORGOTTEN, [])
+        lines = list(forgotten)
+        planned = config.getoption("isolate_plan") or config.getoption("isolate_shard")
+        if config.pluginmanager.hasplugin("dsession") or planned:
+            lines += self.lessons.header()
         freed = config.stash.get(RECLAIMED_PORTS, [])
         if freed:
             lines.append(
@@ -321,7 +333,7 @@ class IsolateState:
 
         k, n = parse_shard(config.getoption("isolate_shard"))
         nodeids = [item.nodeid for item in items]
-        domains = build_domains([self._claims(item) for item in items])
+        domains = build_domains(self.lessons.claims(nodeids, [self._claims(i) for i in items]))
         estimates, _ = estimate_durations(nodeids, self.recorded)
         keep = shard_select(domains, nodeids, estimates, k, n)
         dropped = [item for i, item in enumerate(items) if i not in keep]
@@ -387,8 +399,8 @@ class IsolateState:
             _reporter(self.config).set_collection([item.nodeid for item in items], claims)
 
     def _print_plan(self, items: list[pytest.Item]) -> None:
-        claims = [self._claims(item) for item in items]
         nodeids = [item.nodeid for item in items]
+        claims = self.lessons.claims(nodeids, [self._claims(item) for item in items])
         workers = self.config.stash.get(PLAN_WORKERS, 1)
         from .schedule.plan import plan_collection
         from .schedule.planreport import format_plan

@@ -27,13 +27,16 @@ from ..faults.crashes import NEVER_RAN
 from ..report import outputs
 from ..report.reporter import Reporter
 from ..report.reports import sort_key
+from ..schedule.learned import Learned
 from ..xdist.transport import is_local
-from . import causes, diagnosis, explain
-from .diagnosis import Caps, Diagnosis, Outcome, Span, Verdict
+from . import causes, diagnosis, explain, memory
+from .diagnosis import Caps, Cause, Diagnosis, Outcome, Span, Verdict
 from .processes import Reruns
 
 #: More failures than this many times isolate_rerun_max: no reruns at all.
 BROKEN_BUILD = 5
+#: Why a test was not rerun: an earlier run proved it fails alone.
+KNOWN_DETAIL = "failed when rerun alone in an earlier run, and no Python file has changed since"
 
 __all__ = ["configure"]
 
@@ -76,6 +79,8 @@ class RerunAlone:
         self.remote: list[str] = []
         self.diagnoses: list[Diagnosis] = []
         self.passes = False
+        self.remembered: list[Learned] = []
+        self.project: str | None = None  # the content hash of the project's Python files
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not report.failed:
@@ -111,8 +116,18 @@ class RerunAlone:
             return
         positions = self.reporter.positions
         failed = sorted(self.failed, key=sort_key(positions))
-        chosen, left_out = diagnosis.select_reruns(failed, self.caps.tests)
         budget = diagnosis.Budget(self.caps.seconds, time.monotonic())
+        # No work twice: a test an earlier run proved to fail alone, with no Python file
+        # changed since, would fail alone again.
+        known = self._known_to_fail_alone()
+        self.diagnoses += [
+            Diagnosis(nodeid, Verdict.FAILS_ALONE, KNOWN_DETAIL, cause=Cause.REAL)
+            for nodeid in failed
+            if nodeid in known
+        ]
+        chosen, left_out = diagnosis.select_reruns(
+            [nodeid for nodeid in failed if nodeid not in known], self.caps.tests
+        )
         if chosen:
             self._say(
                 f"isolate: rerunning {len(chosen)} failed test(s) alone "
@@ -131,6 +146,7 @@ class RerunAlone:
                 for nodeid in chosen
                 if nodeid not in done
             ]
+        self._remember()
         self.reporter.after_run += time.monotonic() - budget.started
         self.diagnoses += [
             Diagnosis(nodeid, Verdict.NOT_RERUN, f"over isolate_rerun_max ({self.caps.tests})")
@@ -152,6 +168,26 @@ class RerunAlone:
         ):
             self.passes = True
             session.exitstatus = pytest.ExitCode.OK
+
+    def _project(self) -> str:
+        if self.project is None:
+            self.project = memory.project_hash(self.config.rootpath)
+        return self.project
+
+    def _known_to_fail_alone(self) -> set[str]:
+        if not memory.has_fails_alone(self.config):
+            return set()  # nothing to compare: no need to hash the project
+        return memory.known_to_fail_alone(self.config, self._project())
+
+    def _remember(self) -> None:
+        """Keep what the diagnoses proved for later runs (pytest's cache)."""
+        self.remembered = memory.found_pairs(self.diagnoses)
+        memory.remember(self.config, self.remembered)
+        real = [
+            d.nodeid for d in self.diagnoses if d.cause is Cause.REAL and d.detail != KNOWN_DETAIL
+        ]
+        if real:
+            memory.remember_fails_alone(self.config, self._project(), real)
 
     def _say(self, line: str) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -282,6 +318,7 @@ class RerunAlone:
             return
         terminalreporter.write_sep("=", "isolate: failed tests rerun alone")
         lines = explain.format_section(self.diagnoses, len(self.failed), self.accept, self.passes)
+        lines[-1:-1] = memory.remembered_lines(self.remembered)  # the summary stays last
         for line in lines:
             terminalreporter.write_line(line)
 

@@ -36,7 +36,7 @@ DROPPED = frozenset(
         "setuponly", "setupplan", "usepdb", "usepdb_cls", "trace", "help", "version",
         "isolate_plan", "isolate_shard", "isolate_timeline", "isolate_durations",
         "isolate_rerun_alone", "isolate_rerun_max", "isolate_rerun_budget", "isolate_rerun_child",
-        "isolate_rerun_outcomes",
+        "isolate_rerun_outcomes", "isolate_forget",
         "isolate_parallel_only_ok",
     }
 )  # fmt: skip

@@ -36,6 +36,11 @@ class Selection(NamedTuple):
     filtered: bool = False  # -k, -m, --lf, --deselect, ...: unknown until collected
     fraction: float = 1.0  # a shard's share: 1/N
 
+    @property
+    def whole(self) -> bool:
+        """Every test of the suite is selected."""
+        return not self.prefixes and not self.filtered and self.fraction == 1.0
+
 
 def covers(prefix: str, nodeid: str) -> bool:
     """``prefix`` (a path or node id from the command line) names ``nodeid`` or a parent."""

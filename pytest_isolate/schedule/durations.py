@@ -17,6 +17,8 @@ from .autoscale import RunHistory, Selection
 
 CACHE_KEY = "isolate/durations"
 RUN_KEY = "isolate/last_run"
+#: What diagnoses learned (``..diagnose.memory`` reads and writes it).
+LEARNED_KEY = "isolate/findings"
 
 
 def read_file(path: Path) -> dict[str, float]:

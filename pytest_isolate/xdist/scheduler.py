@@ -39,6 +39,9 @@ class IsolateScheduling:
         inbox: transport.Inbox,
         capacity: Mapping[str, int],
         recorded: Mapping[str, float],
+        learned: Callable[[Sequence[str], Sequence[TestClaims]], list[TestClaims]] = (
+            lambda _, claims: list(claims)
+        ),
     ) -> None:
         self.log = log.isolatesched
         self._config = config
@@ -47,6 +50,9 @@ class IsolateScheduling:
         self._inbox = inbox
         self._capacity = capacity
         self._recorded = recorded
+        # Adds what earlier runs' diagnoses learned to the claims: pairs of tests to keep on
+        # one worker in collection order.
+        self._learned = learned
         # Short queues keep -x/--maxfail prompt (xdist #420); else the dispatcher's default.
         self._max_depth = 2 if config.getoption("maxfail", 0) else MAX_DEPTH
         self._nodes: list[WorkerController] = []
@@ -188,7 +194,8 @@ class IsolateScheduling:
 
     def _start(self) -> None:
         assert self._first is not None and self._collection is not None
-        collection, claims = self._collection, self._declared
+        collection = self._collection
+        claims = self._learned(collection, self._declared)
         # Planned for every worker of the run: those still starting have their queues ready,
         # and until they come the started ones take from them only once they run dry.
         workers = max(self._numnodes, len(self._nodes))

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from .test_rerun import section
+from .test_rerun import LOGGING_CONFTEST, runs, section
 
 # test_reads_schema passes serially only because test_creates_schema, in another file, ran
 # first in the same process.
@@ -106,6 +106,39 @@ def test_a_test_that_needs_one_in_another_file_is_named_with_the_test_it_needs(
     assert "PARALLEL" not in text and "fails alone too" not in text
     (record,) = records(pytester)
     assert (record["cause"], record["culprit"]) == ("needs_earlier", NEEDED)
+    remembered = f"isolate: remembered for the next runs: {NEEDER} needs {NEEDED}"
+    assert remembered in result.stdout.str()
+
+    # The next run remembers it: the two tests run on one worker, in collection order.
+    again = pytester.runpytest_subprocess(*args)
+    again.assert_outcomes(passed=5)
+    out = again.stdout.str()
+    assert "isolate: applying 1 learned finding, each pair on one worker" in out
+    assert re.search(
+        rf"  {re.escape(NEEDER)} needs {re.escape(NEEDED)} \(from the run of \d{{4}}-\d\d-\d\d "
+        rf"\d\d:\d\d UTC\); make it permanent: @pytest.mark.resource\(\"reads_schema\"\) on both",
+        out,
+    ), out
+    plan = pytester.runpytest_subprocess(*args, "--isolate-plan").stdout.str()
+    assert "isolate: applying 1 learned finding" in plan
+    assert re.search(r"isolate-learned:test_b_uses.py::test_reads_schema", plan), plan
+
+    # Forgotten, it fails again (and is learned again).
+    forgot = pytester.runpytest_subprocess(*args, "--isolate-forget")
+    assert "isolate: forgot 1 learned finding and the tests known to fail alone" in (
+        forgot.stdout.str()
+    )
+    forgot.assert_outcomes(failed=1, passed=4)
+
+    # A learned pair whose test is gone is dropped, and says so.
+    (pytester.path / "test_a_setup.py").unlink()
+    gone = pytester.runpytest_subprocess(*args)
+    gone.assert_outcomes(passed=1, failed=1)
+    assert (
+        f"isolate: dropped 1 learned finding naming tests that no longer exist: {NEEDER} needs "
+        f"{NEEDED}" in gone.stdout.str()
+    )
+    assert "applying" not in pytester.runpytest_subprocess(*args).stdout.str()
 
 
 def test_a_test_polluted_by_an_earlier_one_on_its_worker_names_the_polluter(
@@ -129,3 +162,34 @@ def test_a_test_polluted_by_an_earlier_one_on_its_worker_names_the_polluter(
     (record,) = records(pytester)
     assert (record["cause"], record["culprit"]) == ("polluted", POLLUTER)
     assert record["before_on_worker"] == 3
+
+
+def test_a_test_proven_to_fail_alone_is_not_rerun_until_a_python_file_changes(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(LOGGING_CONFTEST)
+    pytester.makepyfile(test_bad="def test_bad():\n    assert 0\n\ndef test_fine():\n    pass\n")
+    args = ("-p", "isolate", "-p", "no:randomly", "-n", "2")
+
+    def reruns() -> int:
+        return sum(1 for _, where in runs(pytester) if where == "alone")
+
+    first = pytester.runpytest_subprocess(*args)
+    first.assert_outcomes(failed=1, passed=1)
+    assert section(first)[0] == "fails alone too test_bad.py::test_bad: failed when rerun alone"
+    assert reruns() == 1
+
+    second = pytester.runpytest_subprocess(*args)
+    second.assert_outcomes(failed=1, passed=1)
+    assert section(second)[0] == (
+        "fails alone too test_bad.py::test_bad: failed when rerun alone in an earlier run, and "
+        "no Python file has changed since"
+    )
+    assert "rerunning" not in second.stdout.str()
+    assert reruns() == 1, "rerun again though nothing changed"
+
+    # A changed Python file: the proof no longer holds, and the test is rerun alone.
+    pytester.makepyfile(helper="VALUE = 1\n")
+    third = pytester.runpytest_subprocess(*args)
+    assert section(third)[0] == "fails alone too test_bad.py::test_bad: failed when rerun alone"
+    assert reruns() == 2

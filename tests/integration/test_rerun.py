@@ -189,6 +189,13 @@ def test_fails_only_beside_an_undeclared_test_names_it_the_culprit(
     page = (pytester.path / "timeline.html").read_text()
     assert f'"x":"fails beside a test on another worker; culprit: {CULPRIT}"' in page
 
+    # Remembered: the next run keeps the pair apart in time (one worker), and passes.
+    again = pytester.runpytest_subprocess(
+        "-p", "isolate", "-n", "2", "--isolate-durations", "durations.json"
+    )
+    again.assert_outcomes(passed=6)
+    assert f"  {VICTIM} fails beside {CULPRIT} (from the run of " in again.stdout.str()
+
 
 def test_with_the_resource_declared_the_run_is_green(pytester: pytest.Pytester) -> None:
     shared_suite(pytester, mark='@pytest.mark.resource("dir:shared.txt")')

@@ -34,6 +34,7 @@ ADAPTERS = {
     "diagnose/audit.py",
     "diagnose/rerun.py",
     "diagnose/processes.py",  # the rerun processes, and the outcome log plugin in them
+    "diagnose/memory.py",  # pytest's cache
 }
 FRAMEWORKS = {"pytest", "_pytest", "xdist", "execnet", "pluggy"}
 

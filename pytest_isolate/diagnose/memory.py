@@ -1,0 +1,201 @@
+"""What diagnoses prove, kept in pytest's cache for later runs.
+
+* ``isolate/findings``: the pairs a diagnosis proved (:mod:`..schedule.learned`), applied to
+  later runs as a common resource; ``--isolate-forget`` drops them all.
+* ``isolate/fails_alone``: the tests proven to fail alone, with the content hash of the
+  project's Python files and test configuration at the time: while that hash holds, such a
+  test is not rerun alone again (its verdict would be the same, at the cost of a process).
+
+Without the cache (``-p no:cacheprovider``) nothing is kept and nothing is applied.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pytest
+
+from ..declare.claims import TestClaims
+from ..report.reports import count
+from ..schedule import durations, learned
+from ..schedule.durations import LEARNED_KEY
+from ..schedule.learned import Learned
+from .diagnosis import Cause, Diagnosis, Search
+
+FINDINGS_KEY = LEARNED_KEY
+FAILS_ALONE_KEY = "isolate/fails_alone"
+
+#: Causes whose pair is learned, by the record's name for them.
+LEARNED_CAUSES = {
+    Cause.POLLUTED: "polluted",
+    Cause.NEEDS_EARLIER: "needs_earlier",
+    Cause.OVERLAP: "overlap",
+}
+#: Files whose content makes the project's hash, beside every ``*.py``.
+CONFIG_FILES = frozenset({"pytest.ini", ".pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini"})
+#: Directories never hashed: environments, caches, version control, build output.
+SKIPPED_DIRS = frozenset({"node_modules", "build", "dist", "__pycache__", "site-packages"})
+
+
+class Lessons:
+    """One process's learned pairs: read once, applied to claims wherever a plan or a shard
+    is made, dropped from the cache when a test they name is gone."""
+
+    def __init__(self, config: pytest.Config | None) -> None:
+        self.config = config
+        self.learned = load(config) if config is not None else []
+
+    def claims(self, nodeids: Sequence[str], claims: Sequence[TestClaims]) -> list[TestClaims]:
+        """The claims with each learned pair's common resource added."""
+        if not self.learned:
+            return list(claims)
+        return learned.apply(nodeids, claims, self.learned)[0]
+
+    def header(self) -> list[str]:
+        return header_lines(self.learned)
+
+    def forget_vanished(self, nodeids: Sequence[str]) -> None:
+        """Drop the pairs naming a test the suite no longer has: only when this run collected
+        the whole suite (a path, -k or -m leaves the rest uncollected)."""
+        config = self.config
+        if config is None or not self.learned or not durations.selection(config).whole:
+            return
+        self.learned, gone = learned.split_existing(self.learned, set(nodeids))
+        drop(config, gone)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if gone and reporter is not None:
+            reporter.write_line(
+                f"isolate: dropped {count(len(gone), 'learned finding')} naming tests that no "
+                "longer exist: " + "; ".join(item.words() for item in gone)
+            )
+
+
+def load(config: pytest.Config) -> list[Learned]:
+    cache = getattr(config, "cache", None)
+    if cache is None or config.getoption("isolate_forget", False):
+        return []
+    return learned.decode(cache.get(FINDINGS_KEY, None))
+
+
+def forget(config: pytest.Config) -> list[str]:
+    """``--isolate-forget``: drop every learned finding and the tests known to fail alone; the
+    header's line saying so."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return []
+    had = len(learned.decode(cache.get(FINDINGS_KEY, [])))
+    cache.set(FINDINGS_KEY, [])
+    cache.set(FAILS_ALONE_KEY, {})
+    return [f"isolate: forgot {count(had, 'learned finding')} and the tests known to fail alone"]
+
+
+def drop(config: pytest.Config, gone: Sequence[Learned]) -> None:
+    cache = getattr(config, "cache", None)
+    if cache is None or not gone:
+        return
+    kept = [item for item in learned.decode(cache.get(FINDINGS_KEY, [])) if item not in gone]
+    cache.set(FINDINGS_KEY, learned.encode(kept))
+
+
+def found_pairs(diagnoses: Iterable[Diagnosis], when: float | None = None) -> list[Learned]:
+    """The pairs these diagnoses proved: a cause with the one test its search named."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
+    return [
+        Learned(LEARNED_CAUSES[d.cause], d.nodeid, d.culprit, f"the run of {stamp}")
+        for d in diagnoses
+        if d.cause in LEARNED_CAUSES
+        and d.culprit
+        and d.search is not None
+        and d.search.status is Search.FOUND
+    ]
+
+
+def remember(config: pytest.Config, pairs: Sequence[Learned]) -> None:
+    cache = getattr(config, "cache", None)
+    if cache is None or not pairs:
+        return
+    old = learned.decode(cache.get(FINDINGS_KEY, []))
+    cache.set(FINDINGS_KEY, learned.encode(learned.merge(old, pairs)))
+
+
+def header_lines(applied: Sequence[Learned]) -> list[str]:
+    """What the header says of the records a run applies."""
+    if not applied:
+        return []
+    lines = [
+        f"isolate: applying {count(len(applied), 'learned finding')}, each pair on one worker "
+        "in collection order (--isolate-forget drops them):"
+    ]
+    lines += [
+        f"  {item.words()} (from {item.learned}); make it permanent: {item.marker()}"
+        for item in applied
+    ]
+    return lines
+
+
+def remembered_lines(pairs: Sequence[Learned]) -> list[str]:
+    """What the rerun section says of the pairs this run proved."""
+    return [
+        f"isolate: remembered for the next runs: {item.words()}; they will run on one worker "
+        f"in collection order (make it permanent: {item.marker()}; --isolate-forget drops it)"
+        for item in pairs
+    ]
+
+
+# -- tests proven to fail alone -----------------------------------------------------------
+
+
+def project_hash(root: Path) -> str:
+    """The content hash of the project's Python files and test configuration under ``root``:
+    virtual environments, hidden directories and build output left out."""
+    import hashlib  # here: the rest of the module is on every asked-for run's import path
+
+    digest = hashlib.blake2b(digest_size=16)
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in SKIPPED_DIRS
+            and not os.path.exists(os.path.join(here, d, "pyvenv.cfg"))
+        )
+        for name in sorted(files):
+            if name.endswith(".py") or name in CONFIG_FILES:
+                path = os.path.join(here, name)
+                try:
+                    with open(path, "rb") as f:
+                        content = f.read()
+                except OSError:
+                    continue
+                digest.update(os.path.relpath(path, root).encode("utf-8", "surrogateescape"))
+                digest.update(len(content).to_bytes(8, "little"))
+                digest.update(content)
+    return digest.hexdigest()
+
+
+def has_fails_alone(config: pytest.Config) -> bool:
+    cache = getattr(config, "cache", None)
+    return cache is not None and bool(cache.get(FAILS_ALONE_KEY, None))
+
+
+def known_to_fail_alone(config: pytest.Config, project: str) -> set[str]:
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return set()
+    data = cache.get(FAILS_ALONE_KEY, {})
+    if not isinstance(data, dict) or data.get("project") != project:
+        return set()
+    tests = data.get("tests", [])
+    return {t for t in tests if isinstance(t, str)} if isinstance(tests, list) else set()
+
+
+def remember_fails_alone(config: pytest.Config, project: str, tests: Iterable[str]) -> None:
+    """Keep the tests proven to fail alone, for as long as the project's hash is ``project``."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return
+    known = known_to_fail_alone(config, project)
+    cache.set(FAILS_ALONE_KEY, {"project": project, "tests": sorted(known | set(tests))})
