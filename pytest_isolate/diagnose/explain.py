@@ -62,7 +62,12 @@ def _names(tests: Sequence[str]) -> str:
 
 
 def evidence(d: Diagnosis) -> str:
-    """The reruns that decided its cause, in one clause."""
+    """The reruns that decided its cause, in one clause (and any step left out, and why)."""
+    note = f" ({d.note})" if d.note else ""
+    return _steps(d) + note
+
+
+def _steps(d: Diagnosis) -> str:
     on = d.worker or "its worker"
     worker = f"the {count(d.before, 'test')} {on} ran before it"
     if d.cause is Cause.POLLUTED:
@@ -173,8 +178,9 @@ def format_section(
         for d in diagnoses:
             if d.verdict is verdict and d.cause not in HEADLINES:
                 detail = evidence(d) if d.cause is Cause.REAL else d.detail
-                note = f" ({d.note})" if d.note else ""
-                lines.append(f"{verdict.value} {d.nodeid}: {detail}{note}")
+                if d.note and d.cause is not Cause.REAL:
+                    detail += f" ({d.note})"
+                lines.append(f"{verdict.value} {d.nodeid}: {detail}")
     lines.extend(_summary(diagnoses, failed, accept, passes))
     return lines
 

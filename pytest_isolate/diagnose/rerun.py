@@ -273,8 +273,8 @@ class RerunAlone:
         return d._replace(
             cause=finding.cause,
             search=finding.search,
-            before=len(before),
-            elsewhere=len(elsewhere) if failed_alone else 0,
+            before=len(facts.worker_before),  # those it was rerun after
+            elsewhere=len(facts.elsewhere_before),
             note="; ".join(notes),
         )
 

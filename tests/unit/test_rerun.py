@@ -342,6 +342,20 @@ def test_a_cause_not_found_in_time_says_so() -> None:
     )
 
 
+def test_a_step_left_out_for_the_budget_is_named_and_not_claimed() -> None:
+    note = "not rerun after the tests gw0 ran before it: they ran 300.0s, more than the budget left"
+    timing = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0", cause=Cause.TIMING, note=note)
+    assert format_section([timing], 1, accept=False, passes=False)[0] == (
+        f"TIMING OR LOAD v on gw0: passed ({note})"
+    )
+    real = Diagnosis(
+        "r", Verdict.FAILS_ALONE, "failed when rerun alone", cause=Cause.REAL, note=note
+    )
+    assert format_section([real], 1, accept=False, passes=False)[0] == (
+        f"fails alone too r: failed when rerun alone ({note})"
+    )
+
+
 def test_the_run_passes_only_when_every_failed_test_passed_alone() -> None:
     assert run_passes(["test_b.py::test_b"], [VICTIM_B])
     assert not run_passes(["test_b.py::test_b", "test_c.py::test_c"], [VICTIM_B, ALONE_C])
