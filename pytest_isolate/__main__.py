@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .report.merge import Merged, MergeError, format_faults, merge_junit, merge_report_logs
-from .report.reports import count
+from .words import count
 
 OK, FAULTS, UNUSABLE = 0, 1, 2
 

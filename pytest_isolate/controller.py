@@ -80,7 +80,9 @@ class XdistHooks:
         if not reporter.nodeids:
             unused = self.inbox.get(node.gateway.id, "unused_capacity")  # sent ahead too
             _warn_unused_capacity(self.state.config, list(unused or []))
-            self.state.lessons.forget_vanished(ids)
+            if not self.state.config.stash.get(EXPLICIT_DIST, False):
+                # xdist's own scheduling (an explicit --dist) applies nothing learned.
+                self.state.lessons.announce(ids)
         reporter.set_collection(ids, self.state.lessons.claims(ids, claims))
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:

@@ -47,6 +47,7 @@ from .provision.tmpdirs import remove_run_links
 from .provision.worker import IsolateWorker, Provisioner, Settings, new_run_id
 from .schedule import durations
 from .settings import check_timeline_path, local_workers, read_settings, runs_tests
+from .words import count
 from .xdist import transport, wire
 from .xdist.sendable import SendableReports
 
@@ -251,19 +252,16 @@ class IsolateState:
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         forgotten: list[str] = config.stash.get(FORGOTTEN, [])
         lines = list(forgotten)
-        planned = config.getoption("isolate_plan") or config.getoption("isolate_shard")
-        if config.pluginmanager.hasplugin("dsession") or planned:
-            lines += self.lessons.header()
         freed = config.stash.get(RECLAIMED_PORTS, [])
         if freed:
             lines.append(
-                f"isolate: freed {len(freed)} port lease(s) left by killed runs: "
+                f"isolate: freed {count(len(freed), 'port lease')} left by killed runs: "
                 + ", ".join(freed)
             )
         reclaimed = config.stash.get(RECLAIMED, [])
         if reclaimed:
             lines.append(
-                f"isolate: dropped {len(reclaimed)} database(s) left by killed runs: "
+                f"isolate: dropped {count(len(reclaimed), 'database')} left by killed runs: "
                 + ", ".join(reclaimed)
             )
         return lines
@@ -400,6 +398,7 @@ class IsolateState:
 
     def _print_plan(self, items: list[pytest.Item]) -> None:
         nodeids = [item.nodeid for item in items]
+        self.lessons.announce(nodeids)
         claims = self.lessons.claims(nodeids, [self._claims(item) for item in items])
         workers = self.config.stash.get(PLAN_WORKERS, 1)
         from .schedule.plan import plan_collection

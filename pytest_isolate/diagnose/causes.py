@@ -51,6 +51,7 @@ class Facts(NamedTuple):
     worker_before: tuple[str, ...] = ()  # on its worker before it, in the order they ran
     elsewhere_before: tuple[str, ...] = ()  # before it in collection order, on other workers
     overlapped: tuple[str, ...] = ()  # on other workers while it ran, likeliest culprit first
+    left_out: bool = False  # a rerun was left out (the budget): nothing reproducing is no proof
 
 
 class Finding(NamedTuple):
@@ -88,13 +89,18 @@ def classify(facts: Facts) -> Steps:
                 return Finding(None, SearchResult(Search.OUT_OF_TIME, suspects, 0))
             if answer is Outcome.FAILED:
                 return Finding(Cause.OVERLAP, SearchResult(Search.TOO_MANY, suspects, 1))
-            return Finding(Cause.TIMING)
+            return _nothing_reproduced(facts)
         overlap = yield from _bisect(suspects, _beside, Outcome.FAILED)
         if _unstarted(overlap):
             return Finding(None, overlap)
         if overlap.status is not Search.NOT_REPRODUCED:
             return Finding(Cause.OVERLAP, overlap)
-    return Finding(Cause.TIMING)
+    return _nothing_reproduced(facts)
+
+
+def _nothing_reproduced(facts: Facts) -> Finding:
+    """Timing or load, where every rerun ran; else not decided."""
+    return Finding(None if facts.left_out else Cause.TIMING)
 
 
 def _before(tests: tuple[str, ...]) -> Rerun:

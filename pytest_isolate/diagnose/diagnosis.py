@@ -167,7 +167,7 @@ def stopped_at(trial: Trial) -> SearchResult:
 
 
 class Verdict(enum.Enum):
-    PARALLEL_ONLY = "fails only in parallel"
+    PASSES_ALONE = "passed alone"
     FAILS_ALONE = "fails alone too"
     UNDECIDED = "not decided"
     NOT_RERUN = "not rerun"
@@ -186,7 +186,7 @@ def verdict_of(exit_code: int | None) -> tuple[Verdict, str]:
     if exit_code is None:
         return Verdict.UNDECIDED, "the rerun did not finish within isolate_rerun_budget"
     if exit_code == 0:
-        return Verdict.PARALLEL_ONLY, "passed when rerun alone"
+        return Verdict.PASSES_ALONE, "passed when rerun alone"
     if exit_code == 1:
         return Verdict.FAILS_ALONE, "failed when rerun alone"
     if exit_code < 0:
@@ -239,6 +239,11 @@ class Diagnosis(NamedTuple):
 
 def run_passes(failed: Iterable[str], diagnoses: Iterable[Diagnosis]) -> bool:
     """With parallel-only failures accepted: did every failed test pass alone?"""
-    parallel_only = {d.nodeid for d in diagnoses if d.verdict is Verdict.PARALLEL_ONLY}
+    # Polluted: a serial run in the worker's order fails it too, so the run is not accepted.
+    parallel_only = {
+        d.nodeid
+        for d in diagnoses
+        if d.verdict is Verdict.PASSES_ALONE and d.cause is not Cause.POLLUTED
+    }
     failed = set(failed)
     return bool(failed) and failed <= parallel_only

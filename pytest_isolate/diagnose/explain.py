@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from ..report.reports import count
+from ..words import count
 from .diagnosis import BISECT_MAX, Cause, Diagnosis, Search, Verdict
 
 #: At most this many tests are listed by name in one line.
@@ -150,7 +150,7 @@ def format_section(
     """The terminal section's lines (without its heading)."""
     lines: list[str] = []
     for d in diagnoses:
-        if d.cause not in HEADLINES and d.verdict is not Verdict.PARALLEL_ONLY:
+        if d.cause not in HEADLINES and d.verdict is not Verdict.PASSES_ALONE:
             continue
         where = f" on {d.worker}" if d.worker else ""
         if d.cause is None:
@@ -186,9 +186,9 @@ def format_section(
 
 
 def _summary(diagnoses: Sequence[Diagnosis], failed: int, accept: bool, passes: bool) -> list[str]:
-    parallel_only = sum(1 for d in diagnoses if d.verdict is Verdict.PARALLEL_ONLY)
+    parallel_only = sum(1 for d in diagnoses if d.verdict is Verdict.PASSES_ALONE)
     # Of the tests a rerun decided: one cut short, or never rerun (the caps), decided nothing.
-    decided = sum(1 for d in diagnoses if d.verdict in (Verdict.PARALLEL_ONLY, Verdict.FAILS_ALONE))
+    decided = sum(1 for d in diagnoses if d.verdict in (Verdict.PASSES_ALONE, Verdict.FAILS_ALONE))
     summary = f"isolate: {parallel_only} of {count(decided, 'failed test')} passed when rerun alone"
     if failed > decided:
         summary += f" ({failed - decided} more not rerun or not decided)"
@@ -196,10 +196,13 @@ def _summary(diagnoses: Sequence[Diagnosis], failed: int, accept: bool, passes: 
         summary += "; accepted by --isolate-parallel-only-ok, the run passes"
     elif parallel_only and not accept:
         summary += (
-            "; the run stays failed (--isolate-parallel-only-ok accepts failures only in parallel)"
+            "; the run stays failed (--isolate-parallel-only-ok accepts failures that pass alone)"
         )
     elif parallel_only:
-        summary += "; the run stays failed: not every failed test passed alone"
+        summary += (
+            "; the run stays failed: not every failed test passed alone, or one was polluted by "
+            "an earlier test"
+        )
     causes = [
         f"{sum(1 for d in diagnoses if d.cause is cause)} {cause.value}"
         for cause in Cause

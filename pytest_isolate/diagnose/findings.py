@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from ..report.reports import count
+from ..words import count
 
 KINDS = ("file", "port", "env", "cwd", "thread", "process")
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from ..declare.claims import TestClaims
-from ..report.reports import count
 from ..schedule import durations, learned
 from ..schedule.durations import LEARNED_KEY
 from ..schedule.learned import Learned
+from ..words import count
 from .diagnosis import Cause, Diagnosis, Search
 
 FINDINGS_KEY = LEARNED_KEY
@@ -54,23 +54,29 @@ class Lessons:
             return list(claims)
         return learned.apply(nodeids, claims, self.learned)[0]
 
-    def header(self) -> list[str]:
-        return header_lines(self.learned)
-
-    def forget_vanished(self, nodeids: Sequence[str]) -> None:
-        """Drop the pairs naming a test the suite no longer has: only when this run collected
-        the whole suite (a path, -k or -m leaves the rest uncollected)."""
+    def announce(self, nodeids: Sequence[str]) -> None:
+        """Once the run's collection is known: drop the pairs naming a test the suite no
+        longer has (only when the whole suite was collected: a path, -k or -m leaves the rest
+        uncollected), then say which pairs this run applies."""
         config = self.config
-        if config is None or not self.learned or not durations.selection(config).whole:
+        if config is None or not self.learned:
             return
-        self.learned, gone = learned.split_existing(self.learned, set(nodeids))
-        drop(config, gone)
+        collected = set(nodeids)
+        lines = []
+        if durations.selection(config).whole:
+            self.learned, gone = learned.split_existing(self.learned, collected)
+            drop(config, gone)
+            if gone:
+                lines.append(
+                    f"isolate: dropped {count(len(gone), 'learned finding')} naming tests that "
+                    "no longer exist: " + "; ".join(item.words() for item in gone)
+                )
+        applied = [i for i in self.learned if i.victim in collected and i.other in collected]
+        lines += header_lines(applied)
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if gone and reporter is not None:
-            reporter.write_line(
-                f"isolate: dropped {count(len(gone), 'learned finding')} naming tests that no "
-                "longer exist: " + "; ".join(item.words() for item in gone)
-            )
+        if reporter is not None:
+            for line in lines:
+                reporter.write_line(line)
 
 
 def load(config: pytest.Config) -> list[Learned]:
@@ -113,12 +119,15 @@ def found_pairs(diagnoses: Iterable[Diagnosis], when: float | None = None) -> li
     ]
 
 
-def remember(config: pytest.Config, pairs: Sequence[Learned]) -> None:
+def remember(config: pytest.Config, pairs: Sequence[Learned]) -> list[Learned]:
+    """Keep the pairs for later runs; those not known before (without the cache: none)."""
     cache = getattr(config, "cache", None)
     if cache is None or not pairs:
-        return
+        return []
     old = learned.decode(cache.get(FINDINGS_KEY, []))
+    known = {(item.cause, item.victim, item.other) for item in old}
     cache.set(FINDINGS_KEY, learned.encode(learned.merge(old, pairs)))
+    return [item for item in pairs if (item.cause, item.victim, item.other) not in known]
 
 
 def header_lines(applied: Sequence[Learned]) -> list[str]:
@@ -181,21 +190,36 @@ def has_fails_alone(config: pytest.Config) -> bool:
     return cache is not None and bool(cache.get(FAILS_ALONE_KEY, None))
 
 
-def known_to_fail_alone(config: pytest.Config, project: str) -> set[str]:
+def known_to_fail_alone(config: pytest.Config, project: str) -> dict[str, str]:
+    """The tests proven to fail alone while the project's hash is ``project``, each with the
+    digest of the tests it came after in collection order then (it failed after them too)."""
     cache = getattr(config, "cache", None)
     if cache is None:
-        return set()
+        return {}
     data = cache.get(FAILS_ALONE_KEY, {})
     if not isinstance(data, dict) or data.get("project") != project:
-        return set()
-    tests = data.get("tests", [])
-    return {t for t in tests if isinstance(t, str)} if isinstance(tests, list) else set()
+        return {}
+    tests = data.get("tests", {})
+    if not isinstance(tests, dict):
+        return {}
+    return {k: v for k, v in tests.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def remember_fails_alone(config: pytest.Config, project: str, tests: Iterable[str]) -> None:
-    """Keep the tests proven to fail alone, for as long as the project's hash is ``project``."""
+def remember_fails_alone(config: pytest.Config, project: str, proven: Mapping[str, str]) -> None:
+    """Keep the tests proven to fail alone, each with the digest of its predecessors, for as
+    long as the project's hash is ``project``."""
     cache = getattr(config, "cache", None)
     if cache is None:
         return
     known = known_to_fail_alone(config, project)
-    cache.set(FAILS_ALONE_KEY, {"project": project, "tests": sorted(known | set(tests))})
+    known.update(proven)
+    cache.set(FAILS_ALONE_KEY, {"project": project, "tests": known})
+
+
+def predecessors_digest(nodeid: str, collection: Sequence[str]) -> str:
+    """A digest of the tests before ``nodeid`` in collection order: a test that failed after
+    them fails after them again, not necessarily after others (one may be the one it needs)."""
+    import hashlib
+
+    before = collection[: collection.index(nodeid)] if nodeid in collection else []
+    return hashlib.blake2b("\n".join(sorted(before)).encode(), digest_size=16).hexdigest()

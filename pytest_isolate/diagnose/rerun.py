@@ -28,6 +28,7 @@ from ..report import outputs
 from ..report.reporter import Reporter
 from ..report.reports import sort_key
 from ..schedule.learned import Learned
+from ..words import count
 from ..xdist.transport import is_local
 from . import causes, diagnosis, explain, memory
 from .diagnosis import Caps, Cause, Diagnosis, Outcome, Span, Verdict
@@ -119,7 +120,10 @@ class RerunAlone:
         budget = diagnosis.Budget(self.caps.seconds, time.monotonic())
         # No work twice: a test an earlier run proved to fail alone, with no Python file
         # changed since, would fail alone again.
-        known = self._known_to_fail_alone()
+        # Known only with the same tests before it in collection order: a new one may be the
+        # test it needs.
+        proven = self._known_to_fail_alone()
+        known = {t for t in failed if t in proven and proven[t] == self._before(t)}
         self.diagnoses += [
             Diagnosis(nodeid, Verdict.FAILS_ALONE, KNOWN_DETAIL, cause=Cause.REAL)
             for nodeid in failed
@@ -130,7 +134,7 @@ class RerunAlone:
         )
         if chosen:
             self._say(
-                f"isolate: rerunning {len(chosen)} failed test(s) alone "
+                f"isolate: rerunning {count(len(chosen), 'failed test')} alone "
                 f"(at most {self.caps.seconds:g}s)"
             )
         try:
@@ -174,18 +178,24 @@ class RerunAlone:
             self.project = memory.project_hash(self.config.rootpath)
         return self.project
 
-    def _known_to_fail_alone(self) -> set[str]:
+    def _known_to_fail_alone(self) -> dict[str, str]:
         if not memory.has_fails_alone(self.config):
-            return set()  # nothing to compare: no need to hash the project
+            return {}  # nothing to compare: no need to hash the project
         return memory.known_to_fail_alone(self.config, self._project())
+
+    def _before(self, nodeid: str) -> str:
+        return memory.predecessors_digest(nodeid, self.reporter.nodeids)
 
     def _remember(self) -> None:
         """Keep what the diagnoses proved for later runs (pytest's cache)."""
-        self.remembered = memory.found_pairs(self.diagnoses)
-        memory.remember(self.config, self.remembered)
-        real = [
-            d.nodeid for d in self.diagnoses if d.cause is Cause.REAL and d.detail != KNOWN_DETAIL
-        ]
+        # Said only of pairs not known already (a polluted pair fails again where applied).
+        self.remembered = memory.remember(self.config, memory.found_pairs(self.diagnoses))
+        # Proven only where every rerun ran (a step left out for the budget proves nothing).
+        real = {
+            d.nodeid: self._before(d.nodeid)
+            for d in self.diagnoses
+            if d.cause is Cause.REAL and d.detail != KNOWN_DETAIL and not d.note
+        }
         if real:
             memory.remember_fails_alone(self.config, self._project(), real)
 
@@ -235,7 +245,7 @@ class RerunAlone:
             )
         # The causes only once every chosen test has its verdict alone.
         for i, d in enumerate(found):
-            if d.verdict in (Verdict.PARALLEL_ONLY, Verdict.FAILS_ALONE):
+            if d.cause is None and d.verdict in (Verdict.PASSES_ALONE, Verdict.FAILS_ALONE):
                 found[i] = self._cause(runs, d, spans, budget)
 
     def _cause(
@@ -265,6 +275,7 @@ class RerunAlone:
             () if failed_alone else affordable(before, f"the tests {d.worker} ran before it"),
             affordable(elsewhere, "its predecessors on other workers") if failed_alone else (),
             diagnosis.suspects_in_order(d.overlapped, d.touched),
+            left_out=bool(notes),
         )
         finding = causes.drive(
             causes.classify(facts),

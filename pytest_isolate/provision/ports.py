@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..words import count
 from .leases import Holder, Leases
 
 LOWEST = 10000  # stay clear of well-known and commonly configured service ports
@@ -105,16 +106,17 @@ def check_pool(size: int, workers: int, leases: Leases | None = None) -> None:
     if len(blocks) < workers:
         raise PortsError(
             f"--isolate-ports-per-worker / isolate_ports_per_worker = {size}: the port pool "
-            f"{pool.start}-{pool.stop - 1} holds {len(blocks)} block(s) of {size}, "
-            f"too few for {workers} worker(s); ask for fewer ports per worker or fewer workers"
+            f"{pool.start}-{pool.stop - 1} holds {count(len(blocks), 'block')} of {size}, "
+            f"too few for {count(workers, 'worker')}; ask for fewer ports per worker or fewer "
+            "workers"
         )
     leases = leases or Leases("ports")
     live = leases.live()
     free = [block for block in blocks if not any(_overlaps(block, span) for span in live)]
     if len(free) < workers:
         raise PortsError(
-            f"the port pool {pool.start}-{pool.stop - 1} has {len(free)} free block(s) of "
-            f"{size} for {workers} worker(s): the rest are leased by other live pytest runs "
+            f"the port pool {pool.start}-{pool.stop - 1} has {count(len(free), 'free block')} of "
+            f"{size} for {count(workers, 'worker')}: the rest are leased by other live pytest runs "
             f"({leases.directory})"
         )
 

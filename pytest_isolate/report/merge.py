@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..words import count
 from .outputs import reorder_junit, reorder_report_log, suites_of, xml_text
-from .reports import count
 from .shardfiles import (
     JUNIT_PROPERTY,
     REPORT_TYPE,

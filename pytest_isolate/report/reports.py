@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from ..words import count
+
 Event = TypeVar("Event")
 
 
@@ -158,11 +160,6 @@ def parallelism(test_time: float, wall: float) -> float:
     """Summed test time over wall time: the speedup over running the tests one by one. The
     one definition, for the closing line and the timeline page."""
     return test_time / wall if wall > 0 else 0.0
-
-
-def count(n: int, noun: str) -> str:
-    """``1 domain``, ``2 domains``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def format_summary(summary: RunSummary) -> str:

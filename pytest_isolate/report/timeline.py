@@ -13,7 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .reports import RunSummary, count, parallelism
+from ..words import count
+from .reports import RunSummary, parallelism
 
 __all__ = ["OUTCOME_COLOURS", "TimelineRecord", "render_timeline"]
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from ..words import count
+
 #: Estimated seconds before parallel work starts: a fixed part, plus a part per worker.
 STARTUP_BASE = 0.3
 STARTUP_PER_WORKER = 0.2
@@ -86,8 +88,8 @@ def choose_workers(history: RunHistory, cores: int) -> Decision:
         return Decision(
             0,
             f"the selected tests took {history.work:.2f}s of test time when they last ran; "
-            f"starting {workers} "
-            f"worker(s) would cost about {startup_cost(workers):.1f}s: running in-process",
+            f"starting {count(workers, 'worker')} would cost about "
+            f"{startup_cost(workers):.1f}s: running in-process",
         )
     return Decision(
         workers,

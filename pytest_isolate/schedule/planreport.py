@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..declare.claims import TestClaims, declared_names
+from ..words import count
 from .plan import Plan
 
 
@@ -32,14 +33,15 @@ def format_plan(
     ]
     free = len(nodeids) - sum(len(u.tests) for u in domains)
     lines = [
-        f"pytest-isolate plan: {len(nodeids)} tests, {len(domains)} domains "
-        f"and {free} free tests, {recorded} with recorded durations, {workers} worker(s)",
+        f"pytest-isolate plan: {count(len(nodeids), 'test')}, {count(len(domains), 'domain')} "
+        f"and {count(free, 'free test')}, {recorded} with recorded durations, "
+        f"{count(workers, 'worker')}",
         "",
         "domains (priority order):",
     ]
     for number, unit in enumerate(plan.units, 1):
         lines.append(
-            f"  [{number}] {unit.estimate:.3f}s  {len(unit.tests)} test(s)  "
+            f"  [{number}] {unit.estimate:.3f}s  {count(len(unit.tests), 'test')}  "
             f"{_describe(claims, unit.tests)}"
         )
         for index in unit.tests:

@@ -17,6 +17,8 @@ from xdist.dsession import WorkerStatus, get_workers_status_line
 from xdist.remote import Producer
 from xdist.workermanage import WorkerController
 
+from ..words import count
+
 try:
     from xdist.workermanage import parse_tx_spec_config
 except ImportError:  # pytest-xdist < 3.7
@@ -111,14 +113,15 @@ class IsolateScheduling:
         if wire.malformed(message) and self._first is None:
             # The worker reported them as collection errors; as in-process, nothing runs
             # (nothing has started yet: this is the first collection).
-            self._stop_run(f"{wire.malformed(message)} error(s) during collection")
+            self._stop_run(f"{count(wire.malformed(message), 'error')} during collection")
             return
         if wire.malformed(message):
             assert self._first is not None
             self._reject(
                 node,
-                f"pytest-isolate: {node.gateway.id} found {wire.malformed(message)} malformed "
-                f"declaration(s) where {self._first.gateway.id} found none",
+                f"pytest-isolate: {node.gateway.id} found "
+                f"{count(wire.malformed(message), 'malformed declaration')} where "
+                f"{self._first.gateway.id} found none",
             )
             return
         if self._first is None:

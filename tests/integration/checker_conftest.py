@@ -75,6 +75,14 @@ def alive(pid):
         return False
 
 
+def state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return "state " + f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def log(record):
     with open(os.path.join(STATE, "log.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -102,7 +110,10 @@ def _isolation_guard(request):
                 others.append(other)  # a crashed worker's test holds nothing any more
         for other in others:
             if me["serial"] or other["serial"]:
-                problems.append(f"serial overlap: {me['nodeid']} with {other['nodeid']}")
+                problems.append(
+                    f"serial overlap: {me['nodeid']} with {other['nodeid']} "
+                    f"(pid {other['pid']}, {state(other['pid'])})"
+                )
             for a in me["claims"]:
                 for b in other["claims"]:
                     if clash(a, b):
@@ -116,7 +127,15 @@ def _isolation_guard(request):
                     problems.append(f"{name} held {holding} times, capacity {capacity[name]}")
         with open(path, "w") as f:
             json.dump(me, f)
-        log({"event": "start", "nodeid": item.nodeid, "worker": me["worker"], "t": time.time()})
+        log(
+            {
+                "event": "start",
+                "nodeid": item.nodeid,
+                "worker": me["worker"],
+                "pid": me["pid"],
+                "t": time.time(),
+            }
+        )
     if problems:
         with open(os.path.join(STATE, "violations.txt"), "a") as f:
             f.write("\n".join(problems) + "\n")

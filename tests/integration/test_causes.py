@@ -92,6 +92,10 @@ def test_a_test_that_needs_one_in_another_file_is_named_with_the_test_it_needs(
     serial.assert_outcomes(passed=5)
 
     args = ("-p", "isolate", "-p", "no:randomly", "-n", "2", "--isolate-durations=durations.json")
+    # Run on its own file, it fails alone, with nothing before it: a real failure, so far.
+    alone = pytester.runpytest_subprocess(*args, "test_b_uses.py")
+    assert section(alone)[0].startswith(f"fails alone too {NEEDER}: failed when rerun alone")
+    # The whole suite puts new tests before it: known to fail alone is no longer enough.
     result = pytester.runpytest_subprocess(*args, "--report-log=log.jsonl")
     result.assert_outcomes(failed=1, passed=4)
     lines = section(result)
@@ -119,6 +123,8 @@ def test_a_test_that_needs_one_in_another_file_is_named_with_the_test_it_needs(
         rf"\d\d:\d\d UTC\); make it permanent: @pytest.mark.resource\(\"reads_schema\"\) on both",
         out,
     ), out
+    one_file = pytester.runpytest_subprocess(*args, "test_b_uses.py")
+    assert "learned" not in one_file.stdout.str()  # its pair's other test is not in the run
     plan = pytester.runpytest_subprocess(*args, "--isolate-plan").stdout.str()
     assert "isolate: applying 1 learned finding" in plan
     assert re.search(r"isolate-learned:test_b_uses.py::test_reads_schema", plan), plan
@@ -146,8 +152,9 @@ def test_a_test_polluted_by_an_earlier_one_on_its_worker_names_the_polluter(
 ) -> None:
     pytester.makepyfile(**POLLUTED_SUITE)
     result = pytester.runpytest_subprocess(
-        "-p", "isolate", "-p", "no:randomly", "-n", "1", "--report-log=log.jsonl"
-    )
+        "-p", "isolate", "-p", "no:randomly", "-n", "1", "--report-log=log.jsonl",
+        "--junitxml=junit.xml", "--isolate-parallel-only-ok",
+    )  # fmt: skip
     result.assert_outcomes(failed=1, passed=3)
     lines = section(result)
     text = "\n".join(lines)
@@ -159,6 +166,12 @@ def test_a_test_polluted_by_an_earlier_one_on_its_worker_names_the_polluter(
     assert lines[2].startswith(f"  fix: {POLLUTER} leaves state behind")
     # At -n 1 nothing ran beside anything.
     assert "PARALLEL" not in text and "beside" not in text, text
+    assert "in parallel" not in result.stdout.str()
+    junit = (pytester.path / "junit.xml").read_text()
+    assert 'name="isolate_rerun_alone" value="passed alone"' in junit
+    assert 'name="isolate_polluter" value="test_a_mode.py::test_breaks_mode"' in junit
+    # A serial run in this order fails it too: --isolate-parallel-only-ok does not accept it.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     (record,) = records(pytester)
     assert (record["cause"], record["culprit"]) == ("polluted", POLLUTER)
     assert record["before_on_worker"] == 3
@@ -168,28 +181,36 @@ def test_a_test_proven_to_fail_alone_is_not_rerun_until_a_python_file_changes(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makeconftest(LOGGING_CONFTEST)
-    pytester.makepyfile(test_bad="def test_bad():\n    assert 0\n\ndef test_fine():\n    pass\n")
+    # Passing tests before it, on both workers: they would be rerun before it too.
+    fine = "".join(f"def test_fine{i}():\n    time.sleep(0.1)\n\n" for i in range(6))
+    pytester.makepyfile(test_bad=f"import time\n\n{fine}def test_bad():\n    assert 0\n")
     args = ("-p", "isolate", "-p", "no:randomly", "-n", "2")
 
     def reruns() -> int:
         return sum(1 for _, where in runs(pytester) if where == "alone")
 
     first = pytester.runpytest_subprocess(*args)
-    first.assert_outcomes(failed=1, passed=1)
-    assert section(first)[0] == "fails alone too test_bad.py::test_bad: failed when rerun alone"
-    assert reruns() == 1
+    first.assert_outcomes(failed=1, passed=6)
+    assert section(first)[0].startswith(
+        "fails alone too test_bad.py::test_bad: failed when rerun alone"
+    )
+    rerun_once = reruns()
+    assert rerun_once >= 1
 
     second = pytester.runpytest_subprocess(*args)
-    second.assert_outcomes(failed=1, passed=1)
+    second.assert_outcomes(failed=1, passed=6)
     assert section(second)[0] == (
         "fails alone too test_bad.py::test_bad: failed when rerun alone in an earlier run, and "
         "no Python file has changed since"
     )
     assert "rerunning" not in second.stdout.str()
-    assert reruns() == 1, "rerun again though nothing changed"
+    assert reruns() == rerun_once, "rerun again though nothing changed"
 
     # A changed Python file: the proof no longer holds, and the test is rerun alone.
     pytester.makepyfile(helper="VALUE = 1\n")
     third = pytester.runpytest_subprocess(*args)
-    assert section(third)[0] == "fails alone too test_bad.py::test_bad: failed when rerun alone"
-    assert reruns() == 2
+    assert section(third)[0].startswith(
+        "fails alone too test_bad.py::test_bad: failed when rerun alone"
+    )
+    assert "earlier run" not in section(third)[0]
+    assert reruns() > rerun_once

@@ -391,7 +391,7 @@ def test_a_rerun_killed_by_its_own_test_leaves_no_port_lease(
     pytester.makepyfile(test_crash="import os\n\ndef test_crash():\n    os._exit(1)\n")
     result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*rerunning 1 failed test(s) alone*"])
+    result.stdout.fnmatch_lines(["*rerunning 1 failed test alone*"])
     assert Leases("ports", leases).held() == {}
 
 
@@ -409,7 +409,7 @@ def test_sigkill_leaves_databases_that_the_next_run_drops(
     pytester.makepyfile(test_slow="def test_quick(isolate_db):\n    pass\n")
     again = pytester.runpytest_subprocess("-p", "isolate", "--isolate-db-url", server)
     again.assert_outcomes(passed=1)
-    again.stdout.fnmatch_lines(["isolate: dropped 2 database(s) left by killed runs: *"])
+    again.stdout.fnmatch_lines(["isolate: dropped 2 databases left by killed runs: *"])
     assert not set(names) & databases(server)
 
 
@@ -583,7 +583,7 @@ def test_db(i):
     result = pytester.runpytest_subprocess("-p", "isolate", "-n", "2", "--max-worker-restart", "0")
     out = result.stdout.str()
     assert "not run: its workers crashed" in out
-    assert "rerunning 1 failed test(s) alone" in out  # the crashed test only
+    assert "rerunning 1 failed test alone" in out  # the crashed test only
     for headline in ("FAILS ONLY IN PARALLEL", "POLLUTED BY", "TIMING OR LOAD", "PASSED WHEN"):
         assert f"{headline} test_crash.py::test_db[1]" not in out
         assert f"{headline} test_crash.py::test_db[2]" not in out

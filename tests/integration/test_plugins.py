@@ -314,7 +314,7 @@ def test_coverage_under_workers_is_the_serial_coverage(
         "-p", "isolate", "-n", "4", *cov, "--cov-report=json:f.json"
     )
     failing.assert_outcomes(passed=3, failed=1)
-    failing.stdout.fnmatch_lines(["*isolate: rerunning 1 failed test(s) alone*"])
+    failing.stdout.fnmatch_lines(["*isolate: rerunning 1 failed test alone*"])
     assert lines("f.json") == lines("s.json")
 
 

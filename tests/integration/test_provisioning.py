@@ -280,7 +280,7 @@ def test_hang(i, isolate_ports):
     result.assert_outcomes(passed=1)
     # The controller says what it cleaned, before any worker starts.
     result.stdout.fnmatch_lines(
-        ["isolate: freed 2 port lease(s) left by killed runs: 10000-19999, 20000-29999"]
+        ["isolate: freed 2 port leases left by killed runs: 10000-19999, 20000-29999"]
     )
 
 
@@ -304,8 +304,8 @@ def test_a_port_pool_too_small_for_the_workers_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            "*isolate_ports_per_worker = 10000: the port pool 10000-32767 holds 2 block(s) of "
-            "10000, too few for 3 worker(s)*"
+            "*isolate_ports_per_worker = 10000: the port pool 10000-32767 holds 2 blocks of "
+            "10000, too few for 3 workers*"
         ]
     )
     assert "bringing up nodes" not in result.stdout.str()  # nothing half-started

@@ -168,7 +168,7 @@ def test_fails_only_beside_an_undeclared_test_names_it_the_culprit(
     ]
     (record,) = [r for r in records if r.get("event") == "rerun_alone"]
     assert record["nodeid"] == VICTIM
-    assert record["verdict"] == "parallel_only"
+    assert record["verdict"] == "passes_alone"
     assert record["cause"] == "overlap"
     assert record["culprit"] == CULPRIT
     assert CULPRIT in [entry["nodeid"] for entry in record["overlapped"]]
@@ -180,7 +180,7 @@ def test_fails_only_beside_an_undeclared_test_names_it_the_culprit(
         for case in root.iter("testcase")
         for p in case.iter("property")
     }
-    assert props[("test_b_needs_it_absent", "isolate_rerun_alone")] == "fails only in parallel"
+    assert props[("test_b_needs_it_absent", "isolate_rerun_alone")] == "passed alone"
     assert props[("test_b_needs_it_absent", "isolate_culprit")] == CULPRIT
     assert props[("test_b_needs_it_absent", "isolate_cause")] == (
         "fails beside a test on another worker"

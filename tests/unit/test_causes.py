@@ -96,6 +96,12 @@ def test_timing_when_nothing_reproduces_it() -> None:
     assert nothing.reruns == []
 
 
+def test_nothing_reproducing_is_no_proof_of_timing_when_a_rerun_was_left_out() -> None:
+    # The budget left out the rerun after its worker's earlier tests (they ran too long).
+    finding = run(Facts("v", False, (), (), OVERLAPPED, left_out=True), World())
+    assert finding == Finding(None)
+
+
 def test_real_when_it_fails_after_its_predecessors_too() -> None:
     world = World(needed="nobody")
     assert run(Facts("v", True, (), ELSEWHERE), world).cause is Cause.REAL

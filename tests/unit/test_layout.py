@@ -17,8 +17,9 @@ PACKAGE = Path(pytest_isolate.__file__).parent
 #: own stage and earlier ones, never from a later one.
 STAGES = ("declare", "schedule", "xdist", "provision", "faults", "report", "diagnose")
 
-#: Top-level modules any stage may use: settings-free helpers with no policy of their own.
-SHARED = {"compat", "options", "hookspecs"}
+#: Top-level modules any stage may use: settings-free helpers with no policy of their own
+#: (``words`` is pure: the one pluralizer).
+SHARED = {"compat", "options", "hookspecs", "words"}
 
 #: Modules of the stages that touch pytest, xdist or execnet: each stage's adapter. Every
 #: other module in the stage folders is pure (plain data in and out).
@@ -106,7 +107,7 @@ def test_pure_modules_import_no_test_framework() -> None:
         for line, target in imports(path):
             if target.startswith("!") and target[1:] in FRAMEWORKS:
                 impure.append(f"{name(path)}:{line} imports {target[1:]}")
-            elif target.split(".")[0] in SHARED - {"hookspecs"}:
+            elif target.split(".")[0] in SHARED - {"hookspecs", "words"}:
                 impure.append(f"{name(path)}:{line} imports {target} (pytest underneath)")
     assert impure == []
 

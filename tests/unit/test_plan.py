@@ -388,21 +388,21 @@ def test_format_plan() -> None:
         assert nodeid in text
     assert "gone" not in text
     assert lines[0] == (
-        "pytest-isolate plan: 5 tests, 1 domains and 3 free tests, "
-        "4 with recorded durations, 2 worker(s)"
+        "pytest-isolate plan: 5 tests, 1 domain and 3 free tests, "
+        "4 with recorded durations, 2 workers"
     )
     assert lines == [
         lines[0],
         "",
         "domains (priority order):",
-        "  [1] 0.500s  1 test(s)  serial",
+        "  [1] 0.500s  1 test  serial",
         "      0.500s  t.py::d",
-        "  [2] 4.000s  1 test(s)  free",
+        "  [2] 4.000s  1 test  free",
         "      4.000s  t.py::b",
-        "  [3] 3.000s  2 test(s)  redis",
+        "  [3] 3.000s  2 tests  redis",
         "      2.000s  t.py::a",
         "      1.000s  t.py::c",
-        "  [4] 1.500s  1 test(s)  free",
+        "  [4] 1.500s  1 test  free",
         "      1.500s  t.py::e",
         "",
         "schedule:",
@@ -443,7 +443,7 @@ def test_format_plan_idle_worker() -> None:
 def test_format_plan_describes_claims(claims: TestClaims, description: str) -> None:
     result = plan_collection(["t.py::x"], [claims], {}, workers=1)
     lines = format_plan(result.plan, ["t.py::x"], [claims], result.estimates, result.recorded)
-    assert lines[3] == f"  [1] 0.010s  1 test(s)  {description}"
+    assert lines[3] == f"  [1] 0.010s  1 test  {description}"
 
 
 def test_group_neighbours_chunks_consecutive_free_tests_of_one_module() -> None:

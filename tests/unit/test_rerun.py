@@ -208,7 +208,7 @@ def test_the_suspects_always_hold_every_needed_test(size: int, data: st.DataObje
 
 
 def test_exit_codes_decide_the_verdict() -> None:
-    assert verdict_of(0)[0] is Verdict.PARALLEL_ONLY
+    assert verdict_of(0)[0] is Verdict.PASSES_ALONE
     assert verdict_of(1)[0] is Verdict.FAILS_ALONE
     assert verdict_of(None) == (
         Verdict.UNDECIDED,
@@ -229,7 +229,7 @@ A = Span("test_a.py::test_a", "gw1", 1.0, 3.0)
 F = Span("test_f.py::test_f", "gw1", 3.0, 3.5)
 VICTIM_B = Diagnosis(
     "test_b.py::test_b",
-    Verdict.PARALLEL_ONLY,
+    Verdict.PASSES_ALONE,
     "passed when rerun alone",
     "gw0",
     (A, F),
@@ -244,7 +244,7 @@ ALONE_C = Diagnosis(
 LEFT_D = Diagnosis("test_d.py::test_d", Verdict.NOT_RERUN, "over isolate_rerun_max (2)")
 POLLUTED_E = Diagnosis(
     "test_e.py::test_e",
-    Verdict.PARALLEL_ONLY,
+    Verdict.PASSES_ALONE,
     "passed when rerun alone",
     "gw0",
     search=SearchResult(Search.FOUND, ("test_p.py::test_p",), 4),
@@ -279,8 +279,8 @@ def test_section_names_the_victim_who_overlapped_it_what_they_touched_and_the_cu
         "isolate: causes: 1 fails beside a test on another worker, 1 a real failure",
         # Counted over what the reruns decided: test_d was not rerun (#20).
         "isolate: 1 of 2 failed tests passed when rerun alone (1 more not rerun or not "
-        "decided); the run stays failed (--isolate-parallel-only-ok accepts failures only in "
-        "parallel)",
+        "decided); the run stays failed (--isolate-parallel-only-ok accepts failures that pass "
+        "alone)",
     ]
 
 
@@ -314,14 +314,14 @@ def test_section_names_the_polluter_and_the_test_needed_with_their_evidence() ->
     ],
 )
 def test_section_says_why_no_culprit_was_named(search: SearchResult, expected: str) -> None:
-    victim = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0", (A,), {}, search, Cause.OVERLAP)
+    victim = Diagnosis("v", Verdict.PASSES_ALONE, "passed", "gw0", (A,), {}, search, Cause.OVERLAP)
     text = "\n".join(format_section([victim], 1, accept=False, passes=False))
     assert expected in text
     assert "culprit:" not in text
 
 
 def test_timing_without_overlaps_points_at_timing_and_never_says_parallel() -> None:
-    lonely = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0", cause=Cause.TIMING)
+    lonely = Diagnosis("v", Verdict.PASSES_ALONE, "passed", "gw0", cause=Cause.TIMING)
     lines = format_section([lonely], 1, accept=True, passes=True)
     # Never "in parallel" where nothing ran beside it (at -n 1, say).
     assert lines[0] == "TIMING OR LOAD v on gw0: passed"
@@ -335,7 +335,7 @@ def test_timing_without_overlaps_points_at_timing_and_never_says_parallel() -> N
 
 
 def test_a_cause_not_found_in_time_says_so() -> None:
-    cut = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed when rerun alone", "gw0")
+    cut = Diagnosis("v", Verdict.PASSES_ALONE, "passed when rerun alone", "gw0")
     assert format_section([cut], 1, accept=False, passes=False)[0] == (
         "PASSED WHEN RERUN ALONE v on gw0: passed when rerun alone; the cause was not found "
         "within isolate_rerun_budget"
@@ -344,7 +344,7 @@ def test_a_cause_not_found_in_time_says_so() -> None:
 
 def test_a_step_left_out_for_the_budget_is_named_and_not_claimed() -> None:
     note = "not rerun after the tests gw0 ran before it: they ran 300.0s, more than the budget left"
-    timing = Diagnosis("v", Verdict.PARALLEL_ONLY, "passed", "gw0", cause=Cause.TIMING, note=note)
+    timing = Diagnosis("v", Verdict.PASSES_ALONE, "passed", "gw0", cause=Cause.TIMING, note=note)
     assert format_section([timing], 1, accept=False, passes=False)[0] == (
         f"TIMING OR LOAD v on gw0: passed ({note})"
     )
@@ -361,6 +361,8 @@ def test_the_run_passes_only_when_every_failed_test_passed_alone() -> None:
     assert not run_passes(["test_b.py::test_b", "test_c.py::test_c"], [VICTIM_B, ALONE_C])
     assert not run_passes(["test_b.py::test_b", "test_d.py::test_d"], [VICTIM_B, LEFT_D])
     assert not run_passes(["test_g.py::test_g"], [NEEDS_G])  # it fails alone
+    # Polluted: it passes alone, but a serial run in its worker's order fails it too.
+    assert not run_passes(["test_e.py::test_e"], [POLLUTED_E])
     assert not run_passes([], [])
 
 
@@ -372,7 +374,7 @@ def test_report_log_record_is_json_with_the_verdict_cause_overlaps_and_culprit()
     assert record["$report_type"] == "pytest_isolate"
     assert record["event"] == "rerun_alone"
     assert record["nodeid"] == "test_b.py::test_b"
-    assert record["verdict"] == "parallel_only"
+    assert record["verdict"] == "passes_alone"
     assert record["cause"] == "overlap"
     assert record["culprit"] == "test_a.py::test_a"
     assert record["search"] == "found"
@@ -410,7 +412,7 @@ JUNIT = (
 def test_junit_properties_land_on_the_victim_and_the_culprit() -> None:
     by_nodeid = junit_properties([VICTIM_B])
     assert by_nodeid["test_b.py::test_b"] == [
-        ("isolate_rerun_alone", "fails only in parallel"),
+        ("isolate_rerun_alone", "passed alone"),
         ("isolate_cause", "fails beside a test on another worker"),
         ("isolate_overlapped", "test_a.py::test_a test_f.py::test_f"),
         ("isolate_culprit", "test_a.py::test_a"),
