@@ -83,7 +83,9 @@ class XdistHooks:
             if not self.state.config.stash.get(EXPLICIT_DIST, False):
                 # xdist's own scheduling (an explicit --dist) applies nothing learned.
                 self.state.lessons.announce(ids)
-        reporter.set_collection(ids, self.state.lessons.claims(ids, claims))
+        if not self.state.config.stash.get(EXPLICIT_DIST, False):
+            claims = self.state.lessons.claims(ids, claims)  # what our scheduler enforces
+        reporter.set_collection(ids, claims)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         """A worker that timed out looks like a crash to xdist: say what really happened."""

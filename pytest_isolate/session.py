@@ -63,8 +63,12 @@ _exit_collection_registered = False
 
 
 def _collect_then_freeze() -> None:
-    gc.collect()  # cyclic garbage left at exit is still finalized, as without the plugin
-    gc.freeze()  # the rest lives until exit: the interpreter's final collections skip it
+    try:
+        gc.collect()  # cyclic garbage left at exit is still finalized, as without the plugin
+        gc.freeze()  # the rest lives until exit: the interpreter's final collections skip it
+    except KeyboardInterrupt:
+        # Ctrl-C while the process exits anyway: no "Exception ignored" traceback of ours.
+        pass
 
 
 def _register_quick_exit() -> None:

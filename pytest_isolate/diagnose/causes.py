@@ -67,7 +67,8 @@ def classify(facts: Facts) -> Steps:
     """Propose reruns until the cause is known; send back the victim's outcome in each."""
     if facts.failed_alone:
         if not facts.elsewhere_before:
-            return Finding(Cause.REAL)
+            # Proven real only where the rerun after its predecessors was not left out.
+            return Finding(None if facts.left_out else Cause.REAL)
         needs = yield from _bisect(facts.elsewhere_before, _before, Outcome.PASSED)
         if _unstarted(needs):
             return Finding(None, needs)

@@ -15,6 +15,8 @@ import signal
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
+from ..declare.claims import PLAIN, TestClaims, conflicts
+
 #: Overlapping sets larger than this are reported, not narrowed down: each halving costs
 #: fresh pytest processes.
 BISECT_MAX = 16
@@ -89,6 +91,24 @@ def overlapping(victim: Span, spans: Iterable[Span]) -> tuple[Span, ...]:
         and victim.start < span.stop
     ]
     return tuple(sorted(found, key=lambda span: (span.start, span.nodeid)))
+
+
+def allowed_beside(
+    victim: TestClaims, overlapped: Sequence[Span], claims: Mapping[str, TestClaims]
+) -> tuple[Span, ...]:
+    """The overlapping tests the plan let run beside the victim. A serial test, or one whose
+    claims conflict with the victim's, never did: its span only seems to overlap (a crashed
+    test's lasts until the crash is reported), and rerunning it beside the victim would break
+    the declarations."""
+    return tuple(
+        span for span in overlapped if not _excludes(victim, claims.get(span.nodeid, PLAIN))
+    )
+
+
+def _excludes(a: TestClaims, b: TestClaims) -> bool:
+    if a.serial or b.serial:
+        return True
+    return any(conflicts(x, y) for x in a.claims for y in b.claims)
 
 
 def suspects_in_order(
@@ -237,13 +257,16 @@ class Diagnosis(NamedTuple):
         return self.search.culprit if self.search else None
 
 
+def accepted(d: Diagnosis) -> bool:
+    """``--isolate-parallel-only-ok`` may accept this failure."""
+    return d.verdict is Verdict.PASSES_ALONE and d.cause in (Cause.OVERLAP, Cause.TIMING)
+
+
 def run_passes(failed: Iterable[str], diagnoses: Iterable[Diagnosis]) -> bool:
-    """With parallel-only failures accepted: did every failed test pass alone?"""
-    # Polluted: a serial run in the worker's order fails it too, so the run is not accepted.
-    parallel_only = {
-        d.nodeid
-        for d in diagnoses
-        if d.verdict is Verdict.PASSES_ALONE and d.cause is not Cause.POLLUTED
-    }
+    """With parallel-only failures accepted: was every failed test shown to fail only beside
+    other tests or by timing?"""
+    # Shown to fail only beside others or by timing; not polluted (a serial run in the
+    # worker's order fails it too), nor undecided (it might be polluted).
+    parallel_only = {d.nodeid for d in diagnoses if accepted(d)}
     failed = set(failed)
     return bool(failed) and failed <= parallel_only

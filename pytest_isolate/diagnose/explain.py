@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from ..words import count
-from .diagnosis import BISECT_MAX, Cause, Diagnosis, Search, Verdict
+from .diagnosis import BISECT_MAX, Cause, Diagnosis, Search, Verdict, accepted
 
 #: At most this many tests are listed by name in one line.
 LISTED = 5
@@ -194,14 +194,15 @@ def _summary(diagnoses: Sequence[Diagnosis], failed: int, accept: bool, passes: 
         summary += f" ({failed - decided} more not rerun or not decided)"
     if passes:
         summary += "; accepted by --isolate-parallel-only-ok, the run passes"
-    elif parallel_only and not accept:
+    elif any(accepted(d) for d in diagnoses) and not accept:
         summary += (
-            "; the run stays failed (--isolate-parallel-only-ok accepts failures that pass alone)"
+            "; the run stays failed (--isolate-parallel-only-ok accepts failures shown to need "
+            "other workers or timing)"
         )
-    elif parallel_only:
+    elif parallel_only and accept:
         summary += (
-            "; the run stays failed: not every failed test passed alone, or one was polluted by "
-            "an earlier test"
+            "; the run stays failed: not every failed test was shown to need other workers or "
+            "timing"
         )
     causes = [
         f"{sum(1 for d in diagnoses if d.cause is cause)} {cause.value}"

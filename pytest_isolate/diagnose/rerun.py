@@ -15,6 +15,7 @@ The rules (caps, overlaps, bisection, verdicts, texts, kept arguments) are in
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from .. import compat
+from ..declare.claims import PLAIN
 from ..faults import interrupts
 from ..faults.crashes import NEVER_RAN
 from ..report import outputs
@@ -36,8 +38,14 @@ from .processes import Reruns
 
 #: More failures than this many times isolate_rerun_max: no reruns at all.
 BROKEN_BUILD = 5
+#: At most this long, the reruns wait for the run's workers to be gone: a worker killed
+#: mid-test (the OOM killer) may take seconds to exit, and holds its files and ports till then.
+WORKERS_EXIT_SECONDS = 5.0
 #: Why a test was not rerun: an earlier run proved it fails alone.
-KNOWN_DETAIL = "failed when rerun alone in an earlier run, and no Python file has changed since"
+KNOWN_DETAIL = (
+    "failed when rerun alone in an earlier run, after the same tests, and no Python file has "
+    "changed since"
+)
 
 __all__ = ["configure"]
 
@@ -78,6 +86,7 @@ class RerunAlone:
         self.failed: list[str] = []
         self.failed_reports = 0
         self.remote: list[str] = []
+        self.workers: list[subprocess.Popen[bytes]] = []  # the run's local worker processes
         self.diagnoses: list[Diagnosis] = []
         self.passes = False
         self.remembered: list[Learned] = []
@@ -94,6 +103,10 @@ class RerunAlone:
     def pytest_configure_node(self, node: Any) -> None:
         if not is_local(node.gateway):
             self.remote.append(str(node.gateway.id))
+            return
+        popen = compat.local_popen(node.gateway)
+        if popen is not None:
+            self.workers.append(popen)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Inside the terminal reporter's sessionfinish wrapper: before the summary is written.
@@ -139,6 +152,7 @@ class RerunAlone:
             )
         try:
             with interrupts.interrupting(), Reruns(self.config) as runs:
+                _wait_for_exit(self.workers, WORKERS_EXIT_SECONDS)
                 self._diagnose(runs, chosen, budget, self.diagnoses)
         except KeyboardInterrupt:
             # Ctrl-C (or SIGTERM) during the reruns ends them; the run's report still comes,
@@ -225,6 +239,7 @@ class RerunAlone:
             for nodeid, (start, stop, worker, _) in self.reporter.spans().items()
         }
         touched = self._touched()
+        claims = dict(zip(self.reporter.nodeids, self.reporter.claims, strict=False))
         for nodeid in chosen:
             left = budget.left(time.monotonic())
             if left <= 0:
@@ -233,6 +248,7 @@ class RerunAlone:
             verdict, detail = diagnosis.verdict_of(runs.run([nodeid], left))
             span = spans.get(nodeid)
             overlapped = diagnosis.overlapping(span, spans.values()) if span else ()
+            overlapped = diagnosis.allowed_beside(claims.get(nodeid, PLAIN), overlapped, claims)
             found.append(
                 Diagnosis(
                     nodeid,
@@ -343,3 +359,13 @@ class RerunAlone:
     def _report_log_records(self, lines: list[str]) -> list[str]:
         records = [json.dumps(explain.report_log_record(d)) for d in self.diagnoses]
         return outputs.insert_records(lines, records)
+
+
+def _wait_for_exit(workers: Sequence[subprocess.Popen[bytes]], seconds: float) -> None:
+    """Until every worker process has exited (reaping it), or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    for popen in workers:
+        try:
+            popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except (subprocess.TimeoutExpired, OSError):
+            continue  # still exiting, or reaped elsewhere: the reruns go on

@@ -71,15 +71,22 @@ def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone (ENOENT), or being reaped (ESRCH)
         return False
 
 
 def state(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return "state " + f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+            found = "state " + f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/status") as f:
+            found += " " + " ".join(
+                line.split()[0] + line.split()[1] for line in f if line.startswith(("Tgid", "PPid"))
+            )
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            found += " " + f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+        return found
+    except OSError:  # gone meanwhile (ENOENT, or ESRCH while it is reaped)
         return "gone"
 
 

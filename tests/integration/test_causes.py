@@ -200,8 +200,8 @@ def test_a_test_proven_to_fail_alone_is_not_rerun_until_a_python_file_changes(
     second = pytester.runpytest_subprocess(*args)
     second.assert_outcomes(failed=1, passed=6)
     assert section(second)[0] == (
-        "fails alone too test_bad.py::test_bad: failed when rerun alone in an earlier run, and "
-        "no Python file has changed since"
+        "fails alone too test_bad.py::test_bad: failed when rerun alone in an earlier run, after "
+        "the same tests, and no Python file has changed since"
     )
     assert "rerunning" not in second.stdout.str()
     assert reruns() == rerun_once, "rerun again though nothing changed"

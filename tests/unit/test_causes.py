@@ -108,6 +108,8 @@ def test_real_when_it_fails_after_its_predecessors_too() -> None:
     assert world.reruns == [Rerun(before=ELSEWHERE)]
     # At -n 1 every predecessor ran on its worker: a real failure with no rerun at all.
     assert run(Facts("v", True), World()) == Finding(Cause.REAL)
+    # Unless the rerun after its predecessors elsewhere was left out for the budget.
+    assert run(Facts("v", True, left_out=True), World()) == Finding(None)
 
 
 def test_out_of_time_before_the_first_answer_decides_nothing() -> None:

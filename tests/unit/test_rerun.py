@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_isolate.declare.claims import EXCLUSIVE, Claim, TestClaims
 from pytest_isolate.diagnose.diagnosis import (
     BISECT_MAX,
     Budget,
@@ -22,6 +23,7 @@ from pytest_isolate.diagnose.diagnosis import (
     Span,
     Trial,
     Verdict,
+    allowed_beside,
     bisect_culprit,
     overlapping,
     parse_caps,
@@ -99,6 +101,25 @@ SPANS = [
 def test_overlapping_tests_are_on_other_workers_and_in_the_order_they_started() -> None:
     found = overlapping(VICTIM, SPANS)
     assert [s.nodeid for s in found] == ["t.py::around", "t.py::inside", "t.py::late"]
+
+
+def test_only_tests_the_plan_let_run_beside_it_are_suspects() -> None:
+    db = TestClaims(claims=(Claim("name", "db", EXCLUSIVE),))
+    spans = (
+        Span("free", "gw1", 0.0, 1.0),
+        Span("same_db", "gw1", 0.0, 1.0),
+        Span("serial", "gw2", 0.0, 1.0),
+        Span("shared_cache", "gw2", 0.0, 1.0),
+    )
+    claims = {
+        "same_db": db,
+        "serial": TestClaims(serial=True),
+        "shared_cache": TestClaims(claims=(Claim("name", "cache", "shared"),)),
+    }
+    kept = allowed_beside(db, spans, claims)
+    assert [span.nodeid for span in kept] == ["free", "shared_cache"]
+    # A serial victim ran beside nothing: its spans only seemed to overlap.
+    assert allowed_beside(TestClaims(serial=True), spans, claims) == ()
 
 
 def test_audited_suspects_come_first() -> None:
@@ -279,8 +300,8 @@ def test_section_names_the_victim_who_overlapped_it_what_they_touched_and_the_cu
         "isolate: causes: 1 fails beside a test on another worker, 1 a real failure",
         # Counted over what the reruns decided: test_d was not rerun (#20).
         "isolate: 1 of 2 failed tests passed when rerun alone (1 more not rerun or not "
-        "decided); the run stays failed (--isolate-parallel-only-ok accepts failures that pass "
-        "alone)",
+        "decided); the run stays failed (--isolate-parallel-only-ok accepts failures shown to "
+        "need other workers or timing)",
     ]
 
 
@@ -363,6 +384,10 @@ def test_the_run_passes_only_when_every_failed_test_passed_alone() -> None:
     assert not run_passes(["test_g.py::test_g"], [NEEDS_G])  # it fails alone
     # Polluted: it passes alone, but a serial run in its worker's order fails it too.
     assert not run_passes(["test_e.py::test_e"], [POLLUTED_E])
+    # Undecided (the budget): it might be polluted.
+    assert not run_passes(["v"], [Diagnosis("v", Verdict.PASSES_ALONE, "passed alone")])
+    lonely = Diagnosis("v", Verdict.PASSES_ALONE, "passed alone", cause=Cause.TIMING)
+    assert run_passes(["v"], [lonely])
     assert not run_passes([], [])
 
 
