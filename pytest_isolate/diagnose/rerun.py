@@ -41,6 +41,9 @@ BROKEN_BUILD = 5
 #: At most this long, the reruns wait for the run's workers to be gone: a worker killed
 #: mid-test (the OOM killer) may take seconds to exit, and holds its files and ports till then.
 WORKERS_EXIT_SECONDS = 5.0
+#: The share of isolate_rerun_budget a rerun after a failed-alone test's predecessors may
+#: cost (the check for a test it needs).
+NEEDS_SHARE = 0.25
 #: Why a test was not rerun: an earlier run proved it fails alone.
 KNOWN_DETAIL = (
     "failed when rerun alone in an earlier run, after the same tests, and no Python file has "
@@ -274,22 +277,30 @@ class RerunAlone:
         elsewhere = causes.elsewhere_before(d.nodeid, self.reporter.nodeids, ran_on)
         notes: list[str] = []
 
-        def affordable(tests: tuple[str, ...], which: str) -> tuple[str, ...]:
+        def affordable(tests: tuple[str, ...], which: str, share: float) -> tuple[str, ...]:
             # A rerun after other tests costs as long as they ran: not tried when that is more
-            # than the budget has left (a real failure late in a long suite must not rerun it).
+            # than the budget has left, or than its share of the budget.
             cost = sum(spans[t].stop - spans[t].start for t in tests if t in spans)
-            if tests and cost > budget.left(time.monotonic()):
+            limit = min(budget.left(time.monotonic()), share * budget.seconds)
+            if tests and cost > limit:
                 notes.append(
-                    f"not rerun after {which}: they ran {cost:.1f}s, more than the budget left"
+                    f"not rerun after {which}: they ran {cost:.1f}s, more than "
+                    + ("the budget left" if limit < share * budget.seconds else f"{limit:g}s")
                 )
                 return ()
             return tests
 
+        worker = f"the tests {d.worker} ran before it"
         facts = causes.Facts(
             d.nodeid,
             failed_alone,
-            () if failed_alone else affordable(before, f"the tests {d.worker} ran before it"),
-            affordable(elsewhere, "its predecessors on other workers") if failed_alone else (),
+            () if failed_alone else affordable(before, worker, 1.0),
+            # Most failures that fail alone are real: the check for a needed test gets a
+            # quarter of the budget, so a real failure late in a long suite costs no rerun of
+            # half the suite in every run.
+            affordable(elsewhere, "its predecessors on other workers", NEEDS_SHARE)
+            if failed_alone
+            else (),
             diagnosis.suspects_in_order(d.overlapped, d.touched),
             left_out=bool(notes),
         )

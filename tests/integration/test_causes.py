@@ -214,3 +214,22 @@ def test_a_test_proven_to_fail_alone_is_not_rerun_until_a_python_file_changes(
     )
     assert "earlier run" not in section(third)[0]
     assert reruns() > rerun_once
+
+
+def test_the_check_for_a_needed_test_costs_at_most_a_quarter_of_the_budget(
+    pytester: pytest.Pytester,
+) -> None:
+    # A real failure after 3 s of tests: about half ran on the other worker, more than a
+    # quarter of a 4 s budget, so the run does not rerun them only to find it fails anyway.
+    slow = "".join(f"def test_slow{i}():\n    time.sleep(0.25)\n\n" for i in range(12))
+    pytester.makepyfile(test_late=f"import time\n\n{slow}def test_bad():\n    assert 0\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-p", "no:randomly", "-n", "2", "--isolate-rerun-budget=4"
+    )  # fmt: skip
+    result.assert_outcomes(failed=1, passed=12)
+    line = section(result)[0]
+    assert line.startswith(
+        "fails alone too test_late.py::test_bad: failed when rerun alone (not rerun after its "
+        "predecessors on other workers: they ran "
+    ), line
+    assert line.endswith("s, more than 1s)"), line

@@ -1,4 +1,4 @@
-"""The fault harness (bench/faults) on 20 fixed seeds: each generates a suite with planted
+"""The fault harness (bench/faults) on 24 fixed seeds: each generates a suite with planted
 faults, runs it under pytest-isolate in a subprocess and checks the invariants (one outcome
 per test, no overlap, no internal error, the right exit code and outcomes, nothing left).
 
@@ -21,8 +21,12 @@ from bench.faults.check import Violation
 #: first three found defects, since fixed: 0, a rerun alone killed by its test left its port
 #: lease; 133 and 154, a KeyboardInterrupt in a test under -n 4 made xdist shut every worker
 #: down at once, which started held-back tests beside what they conflict with (a serial
-#: test, a counted resource over capacity).
+#: test, a counted resource over capacity). 622: a serial test SIGKILLed under -n 4, then
+#: rerun alone and after its predecessors (its rerun crashes too); under load the reruns
+#: started while the killed worker was still exiting, and a crashed serial test's span made
+#: it a suspect to rerun beside another test.
 SEEDS = [
+    622,
     0,
     133,
     154,
