@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,17 +24,13 @@ from ..schedule import durations, learned
 from ..schedule.durations import LEARNED_KEY
 from ..schedule.learned import Learned
 from ..words import count
-from .diagnosis import Cause, Diagnosis, Search
+
+if TYPE_CHECKING:
+    from .diagnosis import Diagnosis
 
 FINDINGS_KEY = LEARNED_KEY
 FAILS_ALONE_KEY = "isolate/fails_alone"
 
-#: Causes whose pair is learned, by the record's name for them.
-LEARNED_CAUSES = {
-    Cause.POLLUTED: "polluted",
-    Cause.NEEDS_EARLIER: "needs_earlier",
-    Cause.OVERLAP: "overlap",
-}
 #: Files whose content makes the project's hash, beside every ``*.py``.
 CONFIG_FILES = frozenset({"pytest.ini", ".pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini"})
 #: Directories never hashed: environments, caches, version control, build output.
@@ -108,11 +105,19 @@ def drop(config: pytest.Config, gone: Sequence[Learned]) -> None:
 
 def found_pairs(diagnoses: Iterable[Diagnosis], when: float | None = None) -> list[Learned]:
     """The pairs these diagnoses proved: a cause with the one test its search named."""
+    # Imported here: this module is on every asked-for process's import path (Lessons).
+    from .diagnosis import Cause, Search
+
+    names = {  # the causes whose pair is learned, by the record's name for them
+        Cause.POLLUTED: "polluted",
+        Cause.NEEDS_EARLIER: "needs_earlier",
+        Cause.OVERLAP: "overlap",
+    }
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
     return [
-        Learned(LEARNED_CAUSES[d.cause], d.nodeid, d.culprit, f"the run of {stamp}")
+        Learned(names[d.cause], d.nodeid, d.culprit, f"the run of {stamp}")
         for d in diagnoses
-        if d.cause in LEARNED_CAUSES
+        if d.cause in names
         and d.culprit
         and d.search is not None
         and d.search.status is Search.FOUND
