@@ -77,8 +77,9 @@ def add_rerun_options(parser: pytest.Parser, group: Any) -> None:
         action="store_const",
         const=True,
         default=None,
-        help="after a run under -n, rerun each failed test alone in a fresh pytest process; "
-        "one that passes is reported as failing only in parallel (default: ini "
+        help="after a run under -n, rerun each failed test in fresh pytest processes, alone and "
+        "after or beside other tests, and name its cause: polluted by an earlier test, needs "
+        "an earlier test, overlap, timing or load, or a real failure (default: ini "
         "isolate_rerun_alone, on)",
     )
     group.addoption(
@@ -107,8 +108,8 @@ def add_rerun_options(parser: pytest.Parser, group: Any) -> None:
         action="store_const",
         const=True,
         default=None,
-        help="let the run pass when every failed test passed when rerun alone "
-        "(default: ini isolate_parallel_only_ok, off)",
+        help="let the run pass when every failed test was shown to fail only beside a test on "
+        "another worker or by timing (default: ini isolate_parallel_only_ok, off)",
     )
     group.addoption(
         "--isolate-forget",

@@ -16,7 +16,7 @@ Each step is a :class:`Rerun` the caller carries out and answers with the victim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Sequence
 from typing import NamedTuple
 
 from .diagnosis import (
@@ -70,14 +70,14 @@ def classify(facts: Facts) -> Steps:
             # Proven real only where the rerun after its predecessors was not left out.
             return Finding(None if facts.left_out else Cause.REAL)
         needs = yield from _bisect(facts.elsewhere_before, _before, Outcome.PASSED)
-        if _unstarted(needs):
+        if _unstarted(needs) or _silent(needs):
             return Finding(None, needs)
         if needs.status is Search.NOT_REPRODUCED:
             return Finding(Cause.REAL, needs)
         return Finding(Cause.NEEDS_EARLIER, needs)
     if facts.worker_before:
         polluted = yield from _bisect(facts.worker_before, _before, Outcome.FAILED)
-        if _unstarted(polluted):
+        if _unstarted(polluted) or _silent(polluted):
             return Finding(None, polluted)
         if polluted.status is not Search.NOT_REPRODUCED:
             return Finding(Cause.POLLUTED, polluted)
@@ -86,13 +86,14 @@ def classify(facts: Facts) -> Steps:
         if len(suspects) > BISECT_MAX:
             # Confirmed in one trial, not narrowed down: each halving costs fresh processes.
             answer = yield Rerun(beside=suspects)
-            if answer is None:
-                return Finding(None, SearchResult(Search.OUT_OF_TIME, suspects, 0))
+            if answer is None or answer is Outcome.NOT_RUN:
+                status = Search.OUT_OF_TIME if answer is None else Search.DID_NOT_RUN
+                return Finding(None, SearchResult(status, suspects, 0))
             if answer is Outcome.FAILED:
                 return Finding(Cause.OVERLAP, SearchResult(Search.TOO_MANY, suspects, 1))
             return _nothing_reproduced(facts)
         overlap = yield from _bisect(suspects, _beside, Outcome.FAILED)
-        if _unstarted(overlap):
+        if _unstarted(overlap) or _silent(overlap):
             return Finding(None, overlap)
         if overlap.status is not Search.NOT_REPRODUCED:
             return Finding(Cause.OVERLAP, overlap)
@@ -117,6 +118,12 @@ def _unstarted(search: SearchResult) -> bool:
     return search.status is Search.OUT_OF_TIME and search.trials == 0
 
 
+def _silent(search: SearchResult) -> bool:
+    """The victim did not run in the first trial (an earlier test ended the process, or its
+    module failed to import there): nothing was shown either way."""
+    return search.status is Search.DID_NOT_RUN and search.trials == 0
+
+
 def _bisect(
     candidates: Sequence[str], make: Callable[[tuple[str, ...]], Rerun], wanted: Outcome
 ) -> Generator[Rerun, Answer, SearchResult]:
@@ -129,6 +136,10 @@ def _bisect(
         if answer is None:
             search.close()
             return stopped_at(trial)
+        if answer is Outcome.NOT_RUN:
+            # No evidence either way: the search stops with what it had.
+            search.close()
+            return SearchResult(Search.DID_NOT_RUN, trial.suspects, trial.number - 1)
         try:
             trial = search.send(answer is wanted)
         except StopIteration as done:
@@ -162,16 +173,17 @@ def worker_before(
 
 
 def elsewhere_before(
-    victim: str, collection: Sequence[str], ran_on: dict[str, str]
+    victim: str, collection: Sequence[str], ran_before: Collection[str]
 ) -> tuple[str, ...]:
-    """The tests before ``victim`` in collection order that ran on another worker than it."""
-    if victim not in ran_on:
+    """The tests before ``victim`` in collection order that its worker did not run before it:
+    on other workers, or later on its own (a unit moved by work stealing). Those it ran
+    before it were before it in the run, where it failed."""
+    if victim not in collection:
         return ()
-    own = ran_on[victim]
     found = []
     for nodeid in collection:
         if nodeid == victim:
             break
-        if nodeid in ran_on and ran_on[nodeid] != own:
+        if nodeid not in ran_before:
             found.append(nodeid)
     return tuple(found)

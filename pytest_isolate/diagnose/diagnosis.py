@@ -132,6 +132,7 @@ class Search(enum.Enum):
     OUT_OF_TIME = "out of time"
     TOO_MANY = "too many"
     NOTHING_OVERLAPPED = "nothing overlapped"
+    DID_NOT_RUN = "the test did not run"  # in a trial: an earlier test ended the process
 
 
 class Trial(NamedTuple):

@@ -75,13 +75,13 @@ def _steps(d: Diagnosis) -> str:
     if d.cause is Cause.NEEDS_EARLIER:
         return (
             f"{d.detail}, passed after the {count(d.elsewhere, 'test')} before it in "
-            "collection order that ran on other workers"
+            f"collection order that did not run before it on {on}"
         )
     if d.cause is Cause.REAL:
         if d.elsewhere:
             return (
                 f"{d.detail}, and after the {count(d.elsewhere, 'test')} before it in "
-                "collection order that ran on other workers"
+                f"collection order that did not run before it on {on}"
             )
         return d.detail
     steps = [d.detail]
@@ -110,6 +110,10 @@ def _search_line(d: Diagnosis) -> str | None:
         return (
             f"  {what} not narrowed down: it {result} {together} {listed} together, but "
             f"{together} neither half alone ({tried})"
+        )
+    if search.status is Search.DID_NOT_RUN:
+        return (
+            f"  {what} not narrowed down: the test did not run in a trial ({tried}): among {listed}"
         )
     if search.status is Search.OUT_OF_TIME:
         return f"  {what} not narrowed down within isolate_rerun_budget ({tried}): among {listed}"
@@ -154,9 +158,11 @@ def format_section(
             continue
         where = f" on {d.worker}" if d.worker else ""
         if d.cause is None:
+            silent = d.search is not None and d.search.status is Search.DID_NOT_RUN
+            why = f" ({d.note})" if d.note else ""
             lines.append(
                 f"PASSED WHEN RERUN ALONE {d.nodeid}{where}: {d.detail}; the cause was not "
-                f"found within isolate_rerun_budget{' (' + d.note + ')' if d.note else ''}"
+                + (f"found{why}" if silent else f"found within isolate_rerun_budget{why}")
             )
             continue
         lines.append(f"{HEADLINES[d.cause]} {d.nodeid}{where}: {evidence(d)}")
@@ -205,11 +211,11 @@ def _summary(diagnoses: Sequence[Diagnosis], failed: int, accept: bool, passes: 
             "timing"
         )
     causes = [
-        f"{sum(1 for d in diagnoses if d.cause is cause)} {cause.value}"
+        f"{cause.value}: {sum(1 for d in diagnoses if d.cause is cause)}"
         for cause in Cause
         if any(d.cause is cause for d in diagnoses)
     ]
-    lines = [f"isolate: causes: {', '.join(causes)}"] if causes else []
+    lines = [f"isolate: causes: {'; '.join(causes)}"] if causes else []
     return [*lines, summary]
 
 
@@ -276,6 +282,11 @@ def timeline_notes(diagnoses: Iterable[Diagnosis]) -> dict[str, str]:
         role = ROLES.get(d.cause)
         if d.culprit and role:
             note += f"; {role.named}: {d.culprit}"
-            notes[d.culprit] = role.note_back.format(victim=d.nodeid)
-        notes[d.nodeid] = note
+            _add(notes, d.culprit, role.note_back.format(victim=d.nodeid))
+        _add(notes, d.nodeid, note)
     return notes
+
+
+def _add(notes: dict[str, str], nodeid: str, note: str) -> None:
+    """A test may be a victim and another's culprit, or pollute two tests: every note stays."""
+    notes[nodeid] = f"{notes[nodeid]}; {note}" if nodeid in notes else note

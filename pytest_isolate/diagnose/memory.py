@@ -34,7 +34,9 @@ FAILS_ALONE_KEY = "isolate/fails_alone"
 #: Files whose content makes the project's hash, beside every ``*.py``.
 CONFIG_FILES = frozenset({"pytest.ini", ".pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini"})
 #: Directories never hashed: environments, caches, version control, build output.
-SKIPPED_DIRS = frozenset({"node_modules", "build", "dist", "__pycache__", "site-packages"})
+SKIPPED_DIRS = frozenset(
+    {"node_modules", "build", "dist", "__pycache__", "site-packages", "__pypackages__"}
+)
 
 
 class Lessons:
@@ -143,18 +145,23 @@ def header_lines(applied: Sequence[Learned]) -> list[str]:
         f"isolate: applying {count(len(applied), 'learned finding')}, each pair on one worker "
         "in collection order (--isolate-forget drops them):"
     ]
-    lines += [
-        f"  {item.words()} (from {item.learned}); make it permanent: {item.marker()}"
-        for item in applied
-    ]
+    lines += [f"  {item.words()} (from {item.learned}); {_advice(item)}" for item in applied]
     return lines
+
+
+def _advice(item: Learned) -> str:
+    """How to make the pair explicit; for a polluter, the fix is in it, not a marker (a marker
+    would only keep the failure, as the learned pair does)."""
+    if item.cause == "polluted":
+        return f"the fix: {item.other} must undo what it leaves behind"
+    return f"make it permanent: {item.marker()}"
 
 
 def remembered_lines(pairs: Sequence[Learned]) -> list[str]:
     """What the rerun section says of the pairs this run proved."""
     return [
-        f"isolate: remembered for the next runs: {item.words()}; they will run on one worker "
-        f"in collection order (make it permanent: {item.marker()}; --isolate-forget drops it)"
+        f"isolate: remembered for the next runs: {item.words()}; runs with workers will put "
+        f"them on one worker in collection order ({_advice(item)}; --isolate-forget drops it)"
         for item in pairs
     ]
 
@@ -163,11 +170,14 @@ def remembered_lines(pairs: Sequence[Learned]) -> list[str]:
 
 
 def project_hash(root: Path) -> str:
-    """The content hash of the project's Python files and test configuration under ``root``:
-    virtual environments, hidden directories and build output left out."""
+    """The content hash of the project's Python files and test configuration under ``root``
+    (virtual environments, hidden directories and build output left out), and of the
+    interpreter. Not covered: environment variables, installed packages, files elsewhere."""
     import hashlib  # here: the rest of the module is on every asked-for run's import path
+    import sys
 
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{sys.executable}\n{sys.version}\n".encode("utf-8", "surrogateescape"))
     for here, dirs, files in os.walk(root):
         dirs[:] = sorted(
             d
@@ -175,6 +185,7 @@ def project_hash(root: Path) -> str:
             if not d.startswith(".")
             and d not in SKIPPED_DIRS
             and not os.path.exists(os.path.join(here, d, "pyvenv.cfg"))
+            and not os.path.exists(os.path.join(here, d, "conda-meta"))  # a conda env
         )
         for name in sorted(files):
             if name.endswith(".py") or name in CONFIG_FILES:
@@ -188,6 +199,10 @@ def project_hash(root: Path) -> str:
                 digest.update(len(content).to_bytes(8, "little"))
                 digest.update(content)
     return digest.hexdigest()
+
+
+def has_cache(config: pytest.Config) -> bool:
+    return getattr(config, "cache", None) is not None
 
 
 def has_fails_alone(config: pytest.Config) -> bool:

@@ -94,6 +94,12 @@ class Reruns:
         if config.getoption("log_file", None) or config.getini("log_file"):
             extra.append(f"--log-file={here / 'log.txt'}")
         tests = [rerun_args.absolute_nodeid(self.rootdir, nodeid) for nodeid in nodeids]
+        if len(tests) > 1:
+            # Thousands of node ids overflow the command line (E2BIG): pytest reads them from
+            # a file, one per line (argparse's @file).
+            listed = here / "tests.txt"
+            listed.write_text("".join(f"{test}\n" for test in tests), encoding="utf-8")
+            tests = [f"@{listed}"]
         return [sys.executable, "-m", "pytest", *self.kept, *extra, *tests], here
 
     def start(self, nodeids: Sequence[str]) -> tuple[subprocess.Popen[bytes], IO[bytes]]:

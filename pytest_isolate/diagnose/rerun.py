@@ -1,15 +1,12 @@
-"""``--isolate-rerun-alone``: after a parallel run, rerun the failed tests alone.
+"""``--isolate-rerun-alone``: after a run with workers, find why each failed test failed.
 
 On the controller, at the end of a run under ``-n``: each failed test (up to
-``isolate_rerun_max``, within ``isolate_rerun_budget`` seconds) runs again in a fresh pytest
-process, with no other test running. One that passes is reported as failing only in
-parallel, with the tests that overlapped it on other workers and what the audit saw them
-touch; where few did, trials narrow them down to the culprit. A trial starts the suspects in
-one fresh process and, at the same moment, the victim in another, rerunning the victim while
-the suspects still run: what a parallel run does to it, and nothing else.
-
-The rules (caps, overlaps, bisection, verdicts, texts, kept arguments) are in
-:mod:`.diagnosis`; this module holds the pytest side and the processes.
+``isolate_rerun_max``, within ``isolate_rerun_budget`` seconds) runs again alone in a fresh
+pytest process; then, by the rules of :mod:`.causes`, after the tests its worker ran before
+it, beside the tests that overlapped it, or after its predecessors elsewhere, each bisected to
+the test involved. The verdicts and causes are reported (:mod:`.explain`), the pairs proven
+and the tests that fail alone are kept for later runs (:mod:`.memory`). The processes are
+:mod:`.processes`'; the rules (caps, overlaps, bisection) :mod:`.diagnosis`'.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from ..schedule.learned import Learned
 from ..words import count
 from ..xdist.transport import is_local
 from . import causes, diagnosis, explain, memory
-from .diagnosis import Caps, Cause, Diagnosis, Outcome, Span, Verdict
+from .diagnosis import Caps, Cause, Diagnosis, Outcome, Search, Span, Verdict
 from .processes import Reruns
 
 #: More failures than this many times isolate_rerun_max: no reruns at all.
@@ -94,6 +91,7 @@ class RerunAlone:
         self.passes = False
         self.remembered: list[Learned] = []
         self.project: str | None = None  # the content hash of the project's Python files
+        self.capped: set[str] = set()  # failed alone; the check for a needed test cost too much
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not report.failed:
@@ -167,6 +165,15 @@ class RerunAlone:
                 for nodeid in chosen
                 if nodeid not in done
             ]
+        except OSError as exc:
+            # A process that cannot start (out of processes or memory): the run's report
+            # still comes, with what was decided.
+            done = {d.nodeid for d in self.diagnoses}
+            self.diagnoses += [
+                Diagnosis(nodeid, Verdict.NOT_RERUN, f"a rerun could not start: {exc}")
+                for nodeid in chosen
+                if nodeid not in done
+            ]
         self._remember()
         self.reporter.after_run += time.monotonic() - budget.started
         self.diagnoses += [
@@ -207,13 +214,20 @@ class RerunAlone:
         """Keep what the diagnoses proved for later runs (pytest's cache)."""
         # Said only of pairs not known already (a polluted pair fails again where applied).
         self.remembered = memory.remember(self.config, memory.found_pairs(self.diagnoses))
-        # Proven only where every rerun ran (a step left out for the budget proves nothing).
+        # Proven only where every rerun ran (a step left out for the budget proves nothing),
+        # or where the check for a test it needs would cost more than its share again.
         real = {
             d.nodeid: self._before(d.nodeid)
             for d in self.diagnoses
-            if d.cause is Cause.REAL and d.detail != KNOWN_DETAIL and not d.note
+            if d.detail != KNOWN_DETAIL
+            and (
+                (d.cause is Cause.REAL and not d.note)
+                or (
+                    d.cause is None and d.verdict is Verdict.FAILS_ALONE and d.nodeid in self.capped
+                )
+            )
         }
-        if real:
+        if real and memory.has_cache(self.config):
             memory.remember_fails_alone(self.config, self._project(), real)
 
     def _say(self, line: str) -> None:
@@ -271,22 +285,24 @@ class RerunAlone:
         self, runs: Reruns, d: Diagnosis, spans: Mapping[str, Span], budget: diagnosis.Budget
     ) -> Diagnosis:
         started = [(span.nodeid, span.worker, span.start) for span in spans.values()]
-        ran_on = {nodeid: span.worker for nodeid, span in spans.items()}
         failed_alone = d.verdict is Verdict.FAILS_ALONE
         before = causes.worker_before(d.nodeid, d.worker, started)
-        elsewhere = causes.elsewhere_before(d.nodeid, self.reporter.nodeids, ran_on)
+        elsewhere = causes.elsewhere_before(d.nodeid, self.reporter.nodeids, set(before))
         notes: list[str] = []
 
         def affordable(tests: tuple[str, ...], which: str, share: float) -> tuple[str, ...]:
             # A rerun after other tests costs as long as they ran: not tried when that is more
             # than the budget has left, or than its share of the budget.
             cost = sum(spans[t].stop - spans[t].start for t in tests if t in spans)
-            limit = min(budget.left(time.monotonic()), share * budget.seconds)
-            if tests and cost > limit:
-                notes.append(
-                    f"not rerun after {which}: they ran {cost:.1f}s, more than "
-                    + ("the budget left" if limit < share * budget.seconds else f"{limit:g}s")
-                )
+            left, cap = budget.left(time.monotonic()), share * budget.seconds
+            if tests and cost > min(left, cap):
+                if cap < left:
+                    # The same next time: kept as failing alone, not rerun again for nothing.
+                    self.capped.add(d.nodeid)
+                    limit = f"a quarter of isolate_rerun_budget ({cap:g}s)"
+                else:
+                    limit = "the budget left"
+                notes.append(f"not rerun after {which}: they ran {cost:.1f}s, more than {limit}")
                 return ()
             return tests
 
@@ -308,6 +324,11 @@ class RerunAlone:
             causes.classify(facts),
             lambda rerun: self._carry_out(runs, d.nodeid, rerun, spans, budget),
         )
+        if finding.search is not None and finding.search.status is Search.DID_NOT_RUN:
+            notes.append(
+                "it did not run in a rerun after other tests: one of them ended the process, or "
+                "a module failed to import there"
+            )
         return d._replace(
             cause=finding.cause,
             search=finding.search,

@@ -102,7 +102,7 @@ def test_a_test_that_needs_one_in_another_file_is_named_with_the_test_it_needs(
     text = "\n".join(lines)
     assert re.fullmatch(
         rf"NEEDS AN EARLIER TEST {re.escape(NEEDER)} on gw\d: failed when rerun alone, passed "
-        r"after the 3 tests before it in collection order that ran on other workers",
+        r"after the 3 tests before it in collection order that did not run before it on gw\d",
         lines[0],
     ), text
     assert lines[1].startswith(f"  needs: {NEEDED}: the test passes when run after it ("), text
@@ -232,4 +232,64 @@ def test_the_check_for_a_needed_test_costs_at_most_a_quarter_of_the_budget(
         "fails alone too test_late.py::test_bad: failed when rerun alone (not rerun after its "
         "predecessors on other workers: they ran "
     ), line
-    assert line.endswith("s, more than 1s)"), line
+    assert line.endswith("s, more than a quarter of isolate_rerun_budget (1s))"), line
+    # The check would cost as much again: known to fail alone, the next run reruns nothing.
+    again = pytester.runpytest_subprocess(
+        "-p", "isolate", "-p", "no:randomly", "-n", "2", "--isolate-rerun-budget=4"
+    )  # fmt: skip
+    assert "rerunning" not in again.stdout.str()
+    assert section(again)[0] == (
+        "fails alone too test_late.py::test_bad: failed when rerun alone in an earlier run, "
+        "after the same tests, and no Python file has changed since"
+    )
+
+
+def test_a_rerun_in_which_the_victim_never_ran_decides_nothing(pytester: pytest.Pytester) -> None:
+    # test_a.py imports only on a worker: in the rerun after it, the victim never runs.
+    pytester.makepyfile(
+        test_a="""
+import os
+WORKER = os.environ["PYTEST_XDIST_WORKER"]
+
+def test_polluter():
+    os.environ["POLLUTED"] = "1"
+""",
+        test_b="""
+import os
+
+def test_victim():
+    assert "POLLUTED" not in os.environ
+""",
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-p", "no:randomly", "-n", "1", "--isolate-parallel-only-ok"
+    )  # fmt: skip
+    result.assert_outcomes(failed=1, passed=1)
+    assert section(result)[0] == (
+        "PASSED WHEN RERUN ALONE test_b.py::test_victim on gw0: passed when rerun alone; the "
+        "cause was not found (it did not run in a rerun after other tests: one of them ended "
+        "the process, or a module failed to import there)"
+    )
+    # Not shown to need other workers or timing: the run is not accepted.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_learned_pairs_never_change_which_tests_a_shard_runs(pytester: pytest.Pytester) -> None:
+    tests = "".join(f"def test_{name}():\n    pass\n\n" for name in "abcdefgh")
+    pytester.makepyfile(test_s=tests)
+    args = ("-p", "isolate", "-p", "no:randomly", "-q", "--collect-only")
+
+    def shard(k: int) -> list[str]:
+        out = pytester.runpytest_subprocess(*args, f"--isolate-shard={k}/2").outlines
+        return [line for line in out if line.startswith("test_s.py::")]
+
+    before = [shard(1), shard(2)]
+    # A pair learned in this job's cache (say, by an earlier run of it).
+    cache = pytester.path / ".pytest_cache" / "v" / "isolate" / "findings"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    pair = {"cause": "overlap", "learned": "the run of X"}
+    cache.write_text(
+        json.dumps([{**pair, "victim": "test_s.py::test_a", "other": "test_s.py::test_h"}])
+    )
+    assert [shard(1), shard(2)] == before
+    assert sorted(before[0] + before[1]) == sorted(f"test_s.py::test_{n}" for n in "abcdefgh")

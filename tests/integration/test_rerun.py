@@ -261,7 +261,7 @@ def test_a_test_failing_alone_too_is_not_parallel_only(pytester: pytest.Pytester
     result.assert_outcomes(failed=1, passed=1)
     assert section(result) == [
         "fails alone too test_bad.py::test_bad: failed when rerun alone",
-        "isolate: causes: 1 a real failure",
+        "isolate: causes: a real failure: 1",
         "isolate: 0 of 1 failed test passed when rerun alone",
     ], result.stdout.str()
     assert [r for r in runs(pytester) if r[1] == "alone"] == [("test_bad.py::test_bad", "alone")]
@@ -278,7 +278,7 @@ def test_reruns_decide_without_the_cache_and_with_warnings_as_errors(
     result.assert_outcomes(failed=1, passed=1)
     assert section(result) == [
         "fails alone too test_bad.py::test_bad: failed when rerun alone",
-        "isolate: causes: 1 a real failure",
+        "isolate: causes: a real failure: 1",
         "isolate: 0 of 1 failed test passed when rerun alone",
     ], result.stdout.str()
 

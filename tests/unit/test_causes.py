@@ -51,6 +51,15 @@ class World:
         return Outcome.FAILED if self.culprit in rerun.beside else Outcome.PASSED
 
 
+class Silent(World):
+    """Every rerun after other tests ends before the victim runs (an earlier test ends the
+    process, or its module does not import there)."""
+
+    def __call__(self, rerun: Rerun) -> Outcome | None:
+        answer = super().__call__(rerun)
+        return Outcome.NOT_RUN if rerun.before and answer is not None else answer
+
+
 def run(facts: Facts, world: World) -> Finding:
     return drive(classify(facts), world)
 
@@ -100,6 +109,27 @@ def test_nothing_reproducing_is_no_proof_of_timing_when_a_rerun_was_left_out() -
     # The budget left out the rerun after its worker's earlier tests (they ran too long).
     finding = run(Facts("v", False, (), (), OVERLAPPED, left_out=True), World())
     assert finding == Finding(None)
+
+
+def test_a_victim_that_did_not_run_shows_nothing() -> None:
+    # Neither timing (it may be polluted) nor real (it may need one of them).
+    finding = run(Facts("v", False, WORKER, (), OVERLAPPED), Silent())
+    assert finding.cause is None
+    assert finding.search is not None and finding.search.status is Search.DID_NOT_RUN
+    assert run(Facts("v", True, (), ELSEWHERE), Silent(needed="e1")).cause is None
+
+
+def test_a_victim_that_stops_running_mid_search_keeps_the_cause_and_the_suspects() -> None:
+    class SilentAfterOne(World):
+        def __call__(self, rerun: Rerun) -> Outcome | None:
+            answer = super().__call__(rerun)
+            return answer if len(self.reruns) == 1 else Outcome.NOT_RUN
+
+    finding = run(Facts("v", False, WORKER), SilentAfterOne(polluter="w2"))
+    assert finding.cause is Cause.POLLUTED
+    assert finding.search is not None
+    assert finding.search.status is Search.DID_NOT_RUN
+    assert finding.search.suspects == WORKER
 
 
 def test_real_when_it_fails_after_its_predecessors_too() -> None:
@@ -175,12 +205,14 @@ def test_worker_before_is_its_workers_earlier_tests_in_the_order_they_started() 
     ("collection", "expected"),
     [
         (["a", "b", "c", "v", "d"], ("b",)),
-        (["b", "d", "v", "a"], ("b",)),  # d ran on its worker, a comes after it
+        # d came before it in collection order but its worker ran it later (work stealing):
+        # a candidate too; a comes after it.
+        (["b", "d", "v", "a"], ("b", "d")),
         (["v", "b"], ()),
     ],
 )
-def test_elsewhere_before_is_earlier_in_collection_order_on_other_workers(
+def test_elsewhere_before_is_earlier_in_collection_order_and_not_run_before_it_on_its_worker(
     collection: list[str], expected: tuple[str, ...]
 ) -> None:
-    ran_on = {nodeid: worker for nodeid, worker, _ in STARTED}
-    assert elsewhere_before("v", collection, ran_on) == expected
+    ran_before = worker_before("v", "gw0", STARTED)  # a and c
+    assert elsewhere_before("v", collection, ran_before) == expected

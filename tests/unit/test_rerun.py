@@ -297,7 +297,7 @@ def test_section_names_the_victim_who_overlapped_it_what_they_touched_and_the_cu
         "NAME for what they share",
         "fails alone too test_c.py::test_c: failed when rerun alone",
         "not rerun test_d.py::test_d: over isolate_rerun_max (2)",
-        "isolate: causes: 1 fails beside a test on another worker, 1 a real failure",
+        "isolate: causes: fails beside a test on another worker: 1; a real failure: 1",
         # Counted over what the reruns decided: test_d was not rerun (#20).
         "isolate: 1 of 2 failed tests passed when rerun alone (1 more not rerun or not "
         "decided); the run stays failed (--isolate-parallel-only-ok accepts failures shown to "
@@ -316,7 +316,7 @@ def test_section_names_the_polluter_and_the_test_needed_with_their_evidence() ->
     ]
     assert lines[3:6] == [
         "NEEDS AN EARLIER TEST test_g.py::test_g on gw1: failed when rerun alone, passed after "
-        "the 3 tests before it in collection order that ran on other workers",
+        "the 3 tests before it in collection order that did not run before it on gw1",
         "  needs: test_s.py::test_setup: the test passes when run after it (2 trials)",
         "  fix: give test_g.py::test_g what test_s.py::test_setup sets up through a fixture, "
         "not through the order of tests",
@@ -363,17 +363,32 @@ def test_a_cause_not_found_in_time_says_so() -> None:
     )
 
 
-def test_a_step_left_out_for_the_budget_is_named_and_not_claimed() -> None:
+def test_a_step_left_out_for_the_budget_is_named_and_decides_nothing() -> None:
     note = "not rerun after the tests gw0 ran before it: they ran 300.0s, more than the budget left"
-    timing = Diagnosis("v", Verdict.PASSES_ALONE, "passed", "gw0", cause=Cause.TIMING, note=note)
-    assert format_section([timing], 1, accept=False, passes=False)[0] == (
-        f"TIMING OR LOAD v on gw0: passed ({note})"
+    open_ = Diagnosis("v", Verdict.PASSES_ALONE, "passed when rerun alone", "gw0", note=note)
+    assert format_section([open_], 1, accept=False, passes=False)[0] == (
+        "PASSED WHEN RERUN ALONE v on gw0: passed when rerun alone; the cause was not found "
+        f"within isolate_rerun_budget ({note})"
     )
-    real = Diagnosis(
-        "r", Verdict.FAILS_ALONE, "failed when rerun alone", cause=Cause.REAL, note=note
+    alone = Diagnosis("r", Verdict.FAILS_ALONE, "failed when rerun alone", note=note)
+    lines = format_section([open_, alone], 2, accept=False, passes=False)
+    assert f"fails alone too r: failed when rerun alone ({note})" in lines
+    assert not any(line.startswith("isolate: causes:") for line in lines)
+    assert not run_passes(["v"], [open_])
+
+
+def test_a_victim_that_did_not_run_in_a_trial_says_so_not_the_budget() -> None:
+    silent = Diagnosis(
+        "v",
+        Verdict.PASSES_ALONE,
+        "passed when rerun alone",
+        "gw0",
+        search=SearchResult(Search.DID_NOT_RUN, ("a", "b"), 0),
+        note="it did not run in a rerun after other tests",
     )
-    assert format_section([real], 1, accept=False, passes=False)[0] == (
-        f"fails alone too r: failed when rerun alone ({note})"
+    assert format_section([silent], 1, accept=False, passes=False)[0] == (
+        "PASSED WHEN RERUN ALONE v on gw0: passed when rerun alone; the cause was not found "
+        "(it did not run in a rerun after other tests)"
     )
 
 
