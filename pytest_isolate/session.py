@@ -217,7 +217,7 @@ class IsolateState:
         needs_history = not self.is_worker or config.getoption("isolate_shard")
         self.recorded: dict[str, float] = durations.load(config) if needs_history else {}
         # What earlier runs' diagnoses proved, applied where a plan or a shard is made.
-        self.lessons = Lessons(config if needs_history else None)
+        self.lessons = Lessons(None if self.is_worker else config)
         self.shard_note: str | None = None
         # Counted resources that deselected tests (-k, -m, --lf, a shard) declare.
         self.counted_deselected: set[str] = set()

@@ -94,19 +94,27 @@ def overlapping(victim: Span, spans: Iterable[Span]) -> tuple[Span, ...]:
 
 
 def allowed_beside(
-    victim: TestClaims, overlapped: Sequence[Span], claims: Mapping[str, TestClaims]
+    victim: TestClaims,
+    overlapped: Sequence[Span],
+    claims: Mapping[str, TestClaims],
+    capacity: Mapping[str, int] = {},
 ) -> tuple[Span, ...]:
     """The overlapping tests the plan let run beside the victim. A serial test, or one whose
     claims conflict with the victim's, never did: its span only seems to overlap (a crashed
     test's lasts until the crash is reported), and rerunning it beside the victim would break
     the declarations."""
     return tuple(
-        span for span in overlapped if not _excludes(victim, claims.get(span.nodeid, PLAIN))
+        span
+        for span in overlapped
+        if not _excludes(victim, claims.get(span.nodeid, PLAIN), capacity)
     )
 
 
-def _excludes(a: TestClaims, b: TestClaims) -> bool:
+def _excludes(a: TestClaims, b: TestClaims, capacity: Mapping[str, int]) -> bool:
     if a.serial or b.serial:
+        return True
+    # A counted resource of capacity 1 is never held twice.
+    if any(name in b.counted and capacity.get(name, 1) < 2 for name in a.counted):
         return True
     return any(conflicts(x, y) for x in a.claims for y in b.claims)
 

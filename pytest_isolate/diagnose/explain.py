@@ -234,7 +234,7 @@ def report_log_record(d: Diagnosis) -> dict[str, Any]:
         "verdict": d.verdict.name.lower(),
         "cause": d.cause.name.lower() if d.cause else None,
         "detail": d.detail,
-        "evidence": evidence(d) if d.cause else d.detail,
+        "evidence": evidence(d) if d.cause else d.detail + (f" ({d.note})" if d.note else ""),
         "worker": d.worker,
         "before_on_worker": d.before,
         "before_elsewhere": d.elsewhere,

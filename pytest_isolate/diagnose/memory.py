@@ -64,6 +64,12 @@ class Lessons:
         lines = []
         if durations.selection(config).whole:
             self.learned, gone = learned.split_existing(self.learned, collected)
+            # A test missing because its module failed to collect (a syntax error, say) is
+            # not gone: only one whose module is gone, or collected without it.
+            modules = {nodeid.partition("::")[0] for nodeid in collected}
+            kept = [item for item in gone if not _vanished(item, collected, modules, config)]
+            self.learned += kept
+            gone = [item for item in gone if item not in kept]
             drop(config, gone)
             if gone:
                 lines.append(
@@ -76,6 +82,16 @@ class Lessons:
         if reporter is not None:
             for line in lines:
                 reporter.write_line(line)
+
+
+def _vanished(item: Learned, collected: set[str], modules: set[str], config: pytest.Config) -> bool:
+    for nodeid in (item.victim, item.other):
+        if nodeid in collected:
+            continue
+        module = nodeid.partition("::")[0]
+        if module in modules or not (config.rootpath / module).exists():
+            return True
+    return False
 
 
 def load(config: pytest.Config) -> list[Learned]:
@@ -160,8 +176,9 @@ def _advice(item: Learned) -> str:
 def remembered_lines(pairs: Sequence[Learned]) -> list[str]:
     """What the rerun section says of the pairs this run proved."""
     return [
-        f"isolate: remembered for the next runs: {item.words()}; runs with workers will put "
-        f"them on one worker in collection order ({_advice(item)}; --isolate-forget drops it)"
+        f"isolate: remembered for the next runs: {item.words()}; runs scheduled by "
+        "pytest-isolate will put them on one worker in collection order "
+        f"({_advice(item)}; --isolate-forget drops it)"
         for item in pairs
     ]
 

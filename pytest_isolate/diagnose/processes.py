@@ -8,6 +8,7 @@ process group, stopped whole when the time budget ends.
 from __future__ import annotations
 
 import json
+import locale
 import os
 import shutil
 import subprocess
@@ -40,7 +41,8 @@ class Reruns:
         self.config = config
         self.cwd = Path(config.invocation_params.dir)
         self.rootdir = str(config.rootpath)
-        self.kept = rerun_args.kept_args(config.invocation_params.args, _option_specs(config))
+        args = _expanded(config.invocation_params.args, self.cwd)
+        self.kept = rerun_args.kept_args(args, _option_specs(config))
         self.count = 0
         self.scratch = Path(tempfile.mkdtemp(prefix="pytest-isolate-rerun-"))
         self.env = dict(os.environ)
@@ -94,7 +96,7 @@ class Reruns:
         if config.getoption("log_file", None) or config.getini("log_file"):
             extra.append(f"--log-file={here / 'log.txt'}")
         tests = [rerun_args.absolute_nodeid(self.rootdir, nodeid) for nodeid in nodeids]
-        if len(tests) > 1:
+        if len(tests) > 1 and all(_listable(test) for test in tests):
             # Thousands of node ids overflow the command line (E2BIG): pytest reads them from
             # a file, one per line (argparse's @file).
             listed = here / "tests.txt"
@@ -136,24 +138,32 @@ class Reruns:
             _stop(process, output)
         return outcome_of(victim, outcomes)
 
-    def beside(self, victim: str, suspects: Sequence[str], budget: diagnosis.Budget) -> bool | None:
-        """Does ``victim`` fail while ``suspects`` run? None when the budget ran out first.
+    def beside(
+        self, victim: str, suspects: Sequence[str], budget: diagnosis.Budget
+    ) -> Outcome | None:
+        """The victim's outcome while ``suspects`` run; None when the budget ran out first,
+        NOT_RUN when none of the suspects ran (their process ended before them).
 
         The suspects start in one process, the victim in another at the same moment, and
         the victim runs again for as long as the suspects still run.
         """
         others, output = self.start(suspects)
+        theirs = self.scratch / f"run{self.count}" / "outcomes.jsonl"
         try:
             while True:
                 code = self.run([victim], budget.left(time.monotonic()))
                 if code is None:
                     return None
+                if code == 1 or code < 0:
+                    return Outcome.FAILED  # failed, or crashed, beside them
                 if code != 0:
-                    return code == 1 or code < 0  # failed, or crashed, beside them
+                    return Outcome.NOT_RUN  # a usage or internal error: nothing shown
                 if _wait(others, 0) is not None:
-                    return False
+                    break
         finally:
             _stop(others, output)
+        ran = any(outcome_of(test, theirs) is not Outcome.NOT_RUN for test in suspects)
+        return Outcome.PASSED if ran else Outcome.NOT_RUN
 
 
 def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:
@@ -251,3 +261,27 @@ def outcome_of(nodeid: str, path: Path) -> Outcome:
         return Outcome.NOT_RUN
     # Started and never torn down: its process died while it ran.
     return Outcome.FAILED if failed or not finished else Outcome.PASSED
+
+
+def _expanded(args: Sequence[str], where: Path, depth: int = 0) -> list[str]:
+    """The arguments with each ``@file`` replaced by its lines, as pytest's argparse reads
+    them: a rerun keeps the options the user put in such a file."""
+    found: list[str] = []
+    for arg in args:
+        if not arg.startswith("@") or depth > 8:
+            found.append(arg)
+            continue
+        try:
+            lines = (where / arg[1:]).read_text().splitlines()
+        except OSError:
+            found.append(arg)  # not a file: argparse says so in the rerun too
+            continue
+        found += _expanded(lines, where, depth + 1)
+    return found
+
+
+def _listable(test: str) -> bool:
+    """argparse reads an @file in the locale's encoding and splits it with splitlines()."""
+    if len(test.splitlines()) != 1:
+        return False
+    return test.isascii() or locale.getpreferredencoding(False).lower().replace("-", "") == "utf8"

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from .. import compat
-from ..declare.claims import PLAIN
+from ..declare.claims import PLAIN, parse_capacity
 from ..faults import interrupts
 from ..faults.crashes import NEVER_RAN
+from ..options import EXPLICIT_DIST
 from ..report import outputs
 from ..report.reporter import Reporter
 from ..report.reports import sort_key
@@ -41,6 +42,8 @@ WORKERS_EXIT_SECONDS = 5.0
 #: The share of isolate_rerun_budget a rerun after a failed-alone test's predecessors may
 #: cost (the check for a test it needs).
 NEEDS_SHARE = 0.25
+#: Marks a test kept as failing alone whose check for a needed test was too costly.
+CAPPED = "capped:"
 #: Why a test was not rerun: an earlier run proved it fails alone.
 KNOWN_DETAIL = (
     "failed when rerun alone in an earlier run, after the same tests, and no Python file has "
@@ -85,6 +88,7 @@ class RerunAlone:
         self.accept = accept
         self.failed: list[str] = []
         self.failed_reports = 0
+        self.never_ran = 0
         self.remote: list[str] = []
         self.workers: list[subprocess.Popen[bytes]] = []  # the run's local worker processes
         self.diagnoses: list[Diagnosis] = []
@@ -97,7 +101,9 @@ class RerunAlone:
         if not report.failed:
             return
         self.failed_reports += 1
-        if report.nodeid not in self.failed and str(report.longrepr) != NEVER_RAN:
+        if str(report.longrepr) == NEVER_RAN:
+            self.never_ran += 1  # never rerun, never accepted: it did not run at all
+        elif report.nodeid not in self.failed:
             self.failed.append(report.nodeid)
 
     @pytest.hookimpl(optionalhook=True)
@@ -137,12 +143,18 @@ class RerunAlone:
         # Known only with the same tests before it in collection order: a new one may be the
         # test it needs.
         proven = self._known_to_fail_alone()
-        known = {t for t in failed if t in proven and proven[t] == self._before(t)}
-        self.diagnoses += [
-            Diagnosis(nodeid, Verdict.FAILS_ALONE, KNOWN_DETAIL, cause=Cause.REAL)
-            for nodeid in failed
-            if nodeid in known
-        ]
+        known: dict[str, Diagnosis] = {}
+        for nodeid in failed:
+            if proven.get(nodeid) == self._before(nodeid):
+                known[nodeid] = Diagnosis(
+                    nodeid, Verdict.FAILS_ALONE, KNOWN_DETAIL, cause=Cause.REAL
+                )
+            elif proven.get(nodeid) == CAPPED + self._before(nodeid):
+                # Its check for a needed test was too costly: known while it still is.
+                note = self._capped_note(nodeid)
+                if note:
+                    known[nodeid] = Diagnosis(nodeid, Verdict.FAILS_ALONE, KNOWN_DETAIL, note=note)
+        self.diagnoses += [known[nodeid] for nodeid in failed if nodeid in known]
         chosen, left_out = diagnosis.select_reruns(
             [nodeid for nodeid in failed if nodeid not in known], self.caps.tests
         )
@@ -191,6 +203,7 @@ class RerunAlone:
         if (
             self.accept
             and alone
+            and not self.never_ran
             and session.exitstatus == pytest.ExitCode.TESTS_FAILED
             and (diagnosis.run_passes(failed, self.diagnoses))
         ):
@@ -207,6 +220,23 @@ class RerunAlone:
             return {}  # nothing to compare: no need to hash the project
         return memory.known_to_fail_alone(self.config, self._project())
 
+    def _capped_note(self, nodeid: str) -> str:
+        """The note of a check for a needed test that would cost more than its share now;
+        empty when it would fit."""
+        spans = self.reporter.spans()
+        started = [(t, worker, start) for t, (start, _, worker, _) in spans.items()]
+        worker = spans[nodeid][2] if nodeid in spans else ""
+        ran_before = set(causes.worker_before(nodeid, worker, started))
+        tests = causes.elsewhere_before(nodeid, self.reporter.nodeids, ran_before)
+        cost = sum(spans[t][1] - spans[t][0] for t in tests if t in spans)
+        cap = NEEDS_SHARE * self.caps.seconds
+        if cost <= cap:
+            return ""
+        return (
+            "not rerun after its predecessors on other workers: they ran "
+            f"{cost:.1f}s, more than a quarter of isolate_rerun_budget ({cap:g}s)"
+        )
+
     def _before(self, nodeid: str) -> str:
         return memory.predecessors_digest(nodeid, self.reporter.nodeids)
 
@@ -219,14 +249,16 @@ class RerunAlone:
         real = {
             d.nodeid: self._before(d.nodeid)
             for d in self.diagnoses
-            if d.detail != KNOWN_DETAIL
-            and (
-                (d.cause is Cause.REAL and not d.note)
-                or (
-                    d.cause is None and d.verdict is Verdict.FAILS_ALONE and d.nodeid in self.capped
-                )
-            )
+            if d.detail != KNOWN_DETAIL and d.cause is Cause.REAL and not d.note
         }
+        real.update(
+            (d.nodeid, CAPPED + self._before(d.nodeid))
+            for d in self.diagnoses
+            if d.detail != KNOWN_DETAIL
+            and d.cause is None
+            and d.verdict is Verdict.FAILS_ALONE
+            and d.nodeid in self.capped
+        )
         if real and memory.has_cache(self.config):
             memory.remember_fails_alone(self.config, self._project(), real)
 
@@ -257,6 +289,8 @@ class RerunAlone:
         }
         touched = self._touched()
         claims = dict(zip(self.reporter.nodeids, self.reporter.claims, strict=False))
+        explicit = self.config.stash.get(EXPLICIT_DIST, False)
+        capacity = parse_capacity(self.config.getini("isolate_capacity"))
         for nodeid in chosen:
             left = budget.left(time.monotonic())
             if left <= 0:
@@ -265,7 +299,10 @@ class RerunAlone:
             verdict, detail = diagnosis.verdict_of(runs.run([nodeid], left))
             span = spans.get(nodeid)
             overlapped = diagnosis.overlapping(span, spans.values()) if span else ()
-            overlapped = diagnosis.allowed_beside(claims.get(nodeid, PLAIN), overlapped, claims)
+            if not explicit:  # isolate's scheduler kept conflicting tests apart
+                overlapped = diagnosis.allowed_beside(
+                    claims.get(nodeid, PLAIN), overlapped, claims, capacity
+                )
             found.append(
                 Diagnosis(
                     nodeid,
@@ -278,7 +315,11 @@ class RerunAlone:
             )
         # The causes only once every chosen test has its verdict alone.
         for i, d in enumerate(found):
-            if d.cause is None and d.verdict in (Verdict.PASSES_ALONE, Verdict.FAILS_ALONE):
+            if (
+                d.cause is None
+                and d.detail != KNOWN_DETAIL
+                and d.verdict in (Verdict.PASSES_ALONE, Verdict.FAILS_ALONE)
+            ):
                 found[i] = self._cause(runs, d, spans, budget)
 
     def _cause(
@@ -352,10 +393,7 @@ class RerunAlone:
             return runs.in_order(rerun.before, victim, left)
         # The suspects run in the order they started in the parallel run.
         beside = sorted(rerun.beside, key=lambda nodeid: spans[nodeid].start)
-        reproduced = runs.beside(victim, beside, budget)
-        if reproduced is None:
-            return None
-        return Outcome.FAILED if reproduced else Outcome.PASSED
+        return runs.beside(victim, beside, budget)
 
     def _touched(self) -> dict[str, tuple[str, ...]]:
         """What the audit saw each test touch, when --isolate-audit ran."""

@@ -238,10 +238,19 @@ def test_the_check_for_a_needed_test_costs_at_most_a_quarter_of_the_budget(
         "-p", "isolate", "-p", "no:randomly", "-n", "2", "--isolate-rerun-budget=4"
     )  # fmt: skip
     assert "rerunning" not in again.stdout.str()
-    assert section(again)[0] == (
+    assert section(again)[0].startswith(
         "fails alone too test_late.py::test_bad: failed when rerun alone in an earlier run, "
-        "after the same tests, and no Python file has changed since"
+        "after the same tests, and no Python file has changed since (not rerun after its "
+        "predecessors on other workers: they ran "
     )
+    # Not called real: whether it needs an earlier test was never checked.
+    assert "causes:" not in again.stdout.str()
+    # With a budget that lets the check run, it is rerun and checked.
+    checked = pytester.runpytest_subprocess(
+        "-p", "isolate", "-p", "no:randomly", "-n", "2", "--isolate-rerun-budget=60"
+    )  # fmt: skip
+    assert "rerunning 1 failed test alone" in checked.stdout.str()
+    assert "isolate: causes: a real failure: 1" in checked.stdout.str()
 
 
 def test_a_rerun_in_which_the_victim_never_ran_decides_nothing(pytester: pytest.Pytester) -> None:
@@ -293,3 +302,87 @@ def test_learned_pairs_never_change_which_tests_a_shard_runs(pytester: pytest.Py
     )
     assert [shard(1), shard(2)] == before
     assert sorted(before[0] + before[1]) == sorted(f"test_s.py::test_{n}" for n in "abcdefgh")
+
+
+def test_parallel_only_ok_never_passes_a_run_where_tests_never_ran(
+    pytester: pytest.Pytester,
+) -> None:
+    # The crash takes the only worker (no restarts): the tests after it never run.
+    pytester.makepyfile(
+        test_a="""
+import os
+from pathlib import Path
+
+def test_crash_once():
+    mark = Path(__file__).with_name("crashed")
+    if not mark.exists():
+        mark.touch()
+        os._exit(3)
+
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-p", "no:randomly", "-n", "1", "--max-worker-restart=0",
+        "--isolate-parallel-only-ok",
+    )  # fmt: skip
+    assert "not run: its workers crashed" in result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_module_that_fails_to_collect_keeps_its_learned_pairs(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_s="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    cache = pytester.path / ".pytest_cache" / "v" / "isolate" / "findings"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    pair = {"cause": "overlap", "victim": "test_s.py::test_a", "other": "test_s.py::test_b"}
+    cache.write_text(json.dumps([{**pair, "learned": "the run of X"}]))
+    (pytester.path / "test_s.py").write_text("def test_a(:\n")  # a syntax error
+    broken = pytester.runpytest_subprocess("-p", "isolate", "-p", "no:randomly", "-n", "2")
+    assert "dropped" not in broken.stdout.str()
+    assert json.loads(cache.read_text())[0]["victim"] == "test_s.py::test_a"
+    # Fixed, the pair applies again; renamed away, it is dropped.
+    (pytester.path / "test_s.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    fixed = pytester.runpytest_subprocess("-p", "isolate", "-p", "no:randomly", "-n", "2")
+    assert "isolate: applying 1 learned finding" in fixed.stdout.str()
+    (pytester.path / "test_s.py").write_text("def test_c():\n    pass\n\ndef test_b():\n    pass\n")
+    renamed = pytester.runpytest_subprocess("-p", "isolate", "-p", "no:randomly", "-n", "2")
+    assert "isolate: dropped 1 learned finding naming tests that no longer exist" in (
+        renamed.stdout.str()
+    )
+
+
+def test_under_an_explicit_dist_every_overlapping_test_is_a_suspect(
+    pytester: pytest.Pytester,
+) -> None:
+    # xdist's own scheduling enforces no declaration: the writer may overlap the reader.
+    pytester.makepyfile(
+        test_db="""
+import time
+from pathlib import Path
+
+import pytest
+
+FLAG = Path(__file__).with_name("writing")
+
+@pytest.mark.resource("db")
+def test_writer():
+    FLAG.touch()
+    time.sleep(1.5)
+    FLAG.unlink()
+
+@pytest.mark.resource("db")
+def test_reader():
+    time.sleep(0.5)
+    assert not FLAG.exists()
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "isolate", "-p", "no:randomly", "-n", "2", "--dist", "load"
+    )  # fmt: skip
+    result.assert_outcomes(failed=1, passed=1)
+    text = "\n".join(section(result))
+    assert "FAILS ONLY IN PARALLEL test_db.py::test_reader" in text, text
+    assert "culprit: test_db.py::test_writer" in text, text
