@@ -70,20 +70,16 @@ def evidence(d: Diagnosis) -> str:
 def _steps(d: Diagnosis) -> str:
     on = d.worker or "its worker"
     worker = f"the {count(d.before, 'test')} {on} ran before it"
+    elsewhere = (
+        f"the {count(d.elsewhere, 'test')} before it in collection order that did not run "
+        f"before it on {on}"
+    )
     if d.cause is Cause.POLLUTED:
         return f"{d.detail}, failed after {worker}"
     if d.cause is Cause.NEEDS_EARLIER:
-        return (
-            f"{d.detail}, passed after the {count(d.elsewhere, 'test')} before it in "
-            f"collection order that did not run before it on {on}"
-        )
+        return f"{d.detail}, passed after {elsewhere}"
     if d.cause is Cause.REAL:
-        if d.elsewhere:
-            return (
-                f"{d.detail}, and after the {count(d.elsewhere, 'test')} before it in "
-                f"collection order that did not run before it on {on}"
-            )
-        return d.detail
+        return f"{d.detail}, and after {elsewhere}" if d.elsewhere else d.detail
     steps = [d.detail]
     if d.before:
         steps.append(f"passed after {worker}")
@@ -99,9 +95,7 @@ def _search_line(d: Diagnosis) -> str | None:
     role = ROLES[cause]
     listed = _names(search.suspects)
     tried = count(search.trials, "trial")
-    what = "culprit" if cause is Cause.OVERLAP else role.named
-    if cause is Cause.NEEDS_EARLIER:
-        what = "the test it needs"
+    what = "the test it needs" if cause is Cause.NEEDS_EARLIER else role.named
     if search.status is Search.FOUND:
         return f"  {role.named}: {search.culprit}: {role.proof} ({tried})"
     if search.status is Search.NEEDS_SEVERAL:

@@ -285,3 +285,18 @@ def _listable(test: str) -> bool:
     if len(test.splitlines()) != 1:
         return False
     return test.isascii() or locale.getpreferredencoding(False).lower().replace("-", "") == "utf8"
+
+
+#: At most this long, the reruns wait for the run's workers to be gone: a worker killed
+#: mid-test (the OOM killer) may take seconds to exit, and holds its files and ports till then.
+WORKERS_EXIT_SECONDS = 5.0
+
+
+def wait_for_exit(workers: Sequence[subprocess.Popen[bytes]], seconds: float) -> None:
+    """Until every worker process has exited (reaping it), or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    for popen in workers:
+        try:
+            popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except (subprocess.TimeoutExpired, OSError):
+            continue  # still exiting, or reaped elsewhere: the reruns go on

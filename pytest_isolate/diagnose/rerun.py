@@ -32,13 +32,10 @@ from ..words import count
 from ..xdist.transport import is_local
 from . import causes, diagnosis, explain, memory
 from .diagnosis import Caps, Cause, Diagnosis, Outcome, Search, Span, Verdict
-from .processes import Reruns
+from .processes import WORKERS_EXIT_SECONDS, Reruns, wait_for_exit
 
 #: More failures than this many times isolate_rerun_max: no reruns at all.
 BROKEN_BUILD = 5
-#: At most this long, the reruns wait for the run's workers to be gone: a worker killed
-#: mid-test (the OOM killer) may take seconds to exit, and holds its files and ports till then.
-WORKERS_EXIT_SECONDS = 5.0
 #: The share of isolate_rerun_budget a rerun after a failed-alone test's predecessors may
 #: cost (the check for a test it needs).
 NEEDS_SHARE = 0.25
@@ -165,7 +162,7 @@ class RerunAlone:
             )
         try:
             with interrupts.interrupting(), Reruns(self.config) as runs:
-                _wait_for_exit(self.workers, WORKERS_EXIT_SECONDS)
+                wait_for_exit(self.workers, WORKERS_EXIT_SECONDS)
                 self._diagnose(runs, chosen, budget, self.diagnoses)
         except KeyboardInterrupt:
             # Ctrl-C (or SIGTERM) during the reruns ends them; the run's report still comes,
@@ -223,19 +220,26 @@ class RerunAlone:
     def _capped_note(self, nodeid: str) -> str:
         """The note of a check for a needed test that would cost more than its share now;
         empty when it would fit."""
-        spans = self.reporter.spans()
-        started = [(t, worker, start) for t, (start, _, worker, _) in spans.items()]
-        worker = spans[nodeid][2] if nodeid in spans else ""
-        ran_before = set(causes.worker_before(nodeid, worker, started))
-        tests = causes.elsewhere_before(nodeid, self.reporter.nodeids, ran_before)
-        cost = sum(spans[t][1] - spans[t][0] for t in tests if t in spans)
-        cap = NEEDS_SHARE * self.caps.seconds
-        if cost <= cap:
-            return ""
-        return (
-            "not rerun after its predecessors on other workers: they ran "
-            f"{cost:.1f}s, more than a quarter of isolate_rerun_budget ({cap:g}s)"
-        )
+        spans = self._spans()
+        _, elsewhere = self._predecessors(nodeid, spans)
+        cost, cap = _cost(elsewhere, spans), NEEDS_SHARE * self.caps.seconds
+        return _left_out(ELSEWHERE, cost, _share(cap)) if cost > cap else ""
+
+    def _spans(self) -> dict[str, Span]:
+        return {
+            nodeid: Span(nodeid, worker, start, stop)
+            for nodeid, (start, stop, worker, _) in self.reporter.spans().items()
+        }
+
+    def _predecessors(
+        self, nodeid: str, spans: Mapping[str, Span]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The tests its worker ran before it, in that order; and the tests before it in
+        collection order that its worker did not run before it."""
+        started = [(span.nodeid, span.worker, span.start) for span in spans.values()]
+        worker = spans[nodeid].worker if nodeid in spans else ""
+        before = causes.worker_before(nodeid, worker, started)
+        return before, causes.elsewhere_before(nodeid, self.reporter.nodeids, set(before))
 
     def _before(self, nodeid: str) -> str:
         return memory.predecessors_digest(nodeid, self.reporter.nodeids)
@@ -283,10 +287,7 @@ class RerunAlone:
         found: list[Diagnosis],
     ) -> None:
         """Append a diagnosis per chosen test to ``found``, then find each one's cause."""
-        spans = {
-            nodeid: Span(nodeid, worker, start, stop)
-            for nodeid, (start, stop, worker, _) in self.reporter.spans().items()
-        }
+        spans = self._spans()
         touched = self._touched()
         claims = dict(zip(self.reporter.nodeids, self.reporter.claims, strict=False))
         explicit = self.config.stash.get(EXPLICIT_DIST, False)
@@ -325,25 +326,22 @@ class RerunAlone:
     def _cause(
         self, runs: Reruns, d: Diagnosis, spans: Mapping[str, Span], budget: diagnosis.Budget
     ) -> Diagnosis:
-        started = [(span.nodeid, span.worker, span.start) for span in spans.values()]
         failed_alone = d.verdict is Verdict.FAILS_ALONE
-        before = causes.worker_before(d.nodeid, d.worker, started)
-        elsewhere = causes.elsewhere_before(d.nodeid, self.reporter.nodeids, set(before))
+        before, elsewhere = self._predecessors(d.nodeid, spans)
         notes: list[str] = []
 
         def affordable(tests: tuple[str, ...], which: str, share: float) -> tuple[str, ...]:
             # A rerun after other tests costs as long as they ran: not tried when that is more
             # than the budget has left, or than its share of the budget.
-            cost = sum(spans[t].stop - spans[t].start for t in tests if t in spans)
+            cost = _cost(tests, spans)
             left, cap = budget.left(time.monotonic()), share * budget.seconds
             if tests and cost > min(left, cap):
                 if cap < left:
                     # The same next time: kept as failing alone, not rerun again for nothing.
                     self.capped.add(d.nodeid)
-                    limit = f"a quarter of isolate_rerun_budget ({cap:g}s)"
-                else:
-                    limit = "the budget left"
-                notes.append(f"not rerun after {which}: they ran {cost:.1f}s, more than {limit}")
+                notes.append(
+                    _left_out(which, cost, _share(cap) if cap < left else "the budget left")
+                )
                 return ()
             return tests
 
@@ -355,9 +353,7 @@ class RerunAlone:
             # Most failures that fail alone are real: the check for a needed test gets a
             # quarter of the budget, so a real failure late in a long suite costs no rerun of
             # half the suite in every run.
-            affordable(elsewhere, "its predecessors on other workers", NEEDS_SHARE)
-            if failed_alone
-            else (),
+            affordable(elsewhere, ELSEWHERE, NEEDS_SHARE) if failed_alone else (),
             diagnosis.suspects_in_order(d.overlapped, d.touched),
             left_out=bool(notes),
         )
@@ -431,11 +427,18 @@ class RerunAlone:
         return outputs.insert_records(lines, records)
 
 
-def _wait_for_exit(workers: Sequence[subprocess.Popen[bytes]], seconds: float) -> None:
-    """Until every worker process has exited (reaping it), or ``seconds`` have passed."""
-    deadline = time.monotonic() + seconds
-    for popen in workers:
-        try:
-            popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except (subprocess.TimeoutExpired, OSError):
-            continue  # still exiting, or reaped elsewhere: the reruns go on
+#: The tests a failed-alone test is rerun after, in words.
+ELSEWHERE = "its predecessors on other workers"
+
+
+def _cost(tests: Sequence[str], spans: Mapping[str, Span]) -> float:
+    """What rerunning ``tests`` costs: as long as they ran in the run."""
+    return sum(spans[t].stop - spans[t].start for t in tests if t in spans)
+
+
+def _share(cap: float) -> str:
+    return f"a quarter of isolate_rerun_budget ({cap:g}s)"
+
+
+def _left_out(which: str, cost: float, limit: str) -> str:
+    return f"not rerun after {which}: they ran {cost:.1f}s, more than {limit}"
